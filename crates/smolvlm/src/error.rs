@@ -1,0 +1,323 @@
+//! Error types: one small enum per operation, composed into [`Error`].
+//!
+//! Every variant names the thing that was wrong (which file, which option,
+//! which stage) and, where there is one, what to do about it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::gguf::GgufError;
+
+/// Which file of a model pair a message is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRole {
+    /// The text decoder (`model.gguf`).
+    Model,
+    /// The vision projector (`mmproj.gguf`).
+    Mmproj,
+}
+
+impl fmt::Display for FileRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Model => "text model",
+            Self::Mmproj => "mmproj (vision projector)",
+        })
+    }
+}
+
+/// Loading a model pair failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A file of the pair does not exist.
+    #[error("{role} file '{path}' does not exist")]
+    FileNotFound {
+        /// The missing path.
+        path: PathBuf,
+        /// Which file of the pair it was meant to be.
+        role: FileRole,
+    },
+    /// A file exists but is not a readable, complete GGUF file.
+    #[error("{role} file '{path}' is not a usable GGUF file: {source}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// Which file of the pair it was meant to be.
+        role: FileRole,
+        /// What is wrong with it.
+        #[source]
+        source: GgufError,
+    },
+    /// The file is a GGUF of the other kind (a text model given as mmproj, or the reverse).
+    #[error("'{path}' was given as the {expected} but it is a {found} (architecture '{architecture}'): swap --model and --mmproj?")]
+    WrongKind {
+        /// The file.
+        path: PathBuf,
+        /// What it was given as.
+        expected: FileRole,
+        /// What it is.
+        found: FileRole,
+        /// Its `general.architecture`.
+        architecture: String,
+    },
+    /// The mmproj's projector is not one this library drives.
+    #[error("mmproj '{path}' has projector type '{projector}'; smolvlm supports: {supported}")]
+    UnsupportedProjector {
+        /// The mmproj file.
+        path: PathBuf,
+        /// Its `clip.projector_type`.
+        projector: String,
+        /// The supported projector types, comma-separated.
+        supported: &'static str,
+    },
+    /// The two files do not belong together.
+    #[error("mmproj '{mmproj}' projects to {mmproj_embd} dims but model '{model}' embeds {model_embd}: they are not a pair")]
+    NotAPair {
+        /// The text model.
+        model: PathBuf,
+        /// The mmproj.
+        mmproj: PathBuf,
+        /// The text model's embedding size.
+        model_embd: u64,
+        /// The mmproj's output size.
+        mmproj_embd: u64,
+    },
+    /// A path cannot be handed to llama.cpp (it is not valid UTF-8).
+    #[error("path '{}' is not valid UTF-8, which llama.cpp requires", path.display())]
+    NonUtf8Path {
+        /// The path.
+        path: PathBuf,
+    },
+    /// llama.cpp's backend could not be initialised in this process.
+    #[error("could not initialise the llama.cpp backend: {0} (was it initialised outside smolvlm?)")]
+    Backend(String),
+    /// llama.cpp refused the text model after our checks passed.
+    #[error("llama.cpp failed to load the text model '{path}' (set RUST_LOG=llama_cpp_2=debug for its log)")]
+    ModelLoad {
+        /// The text model.
+        path: PathBuf,
+    },
+    /// mtmd refused the mmproj after our checks passed.
+    #[error("mtmd failed to load the mmproj '{path}' (set RUST_LOG=llama_cpp_2=debug for its log)")]
+    ProjectorLoad {
+        /// The mmproj.
+        path: PathBuf,
+    },
+}
+
+/// Turning an input into an RGB image failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// The image has no pixels.
+    #[error("image {width}x{height} has no pixels")]
+    Empty {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+    /// The image file could not be read.
+    #[error("cannot read image '{path}': {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image could not be decoded.
+    #[error("cannot decode image {origin}: {source}")]
+    Decode {
+        /// Where it came from: a quoted path, or "from memory".
+        origin: String,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// A raw RGB buffer does not match its stated size.
+    #[error("RGB buffer holds {actual} bytes but {width}x{height}x3 needs {expected}")]
+    BufferSize {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        actual: usize,
+    },
+}
+
+/// A stage of one caption, used to say where work stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Building the prompt and tokenizing text and image.
+    Tokenize,
+    /// Encoding the image and evaluating the prompt.
+    Prefill,
+    /// Sampling new tokens.
+    Generate,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tokenize => "tokenize",
+            Self::Prefill => "prefill",
+            Self::Generate => "generate",
+        })
+    }
+}
+
+/// Captioning one image failed. The session stays usable after any of these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptionError {
+    /// The caller's [`CancelToken`](crate::CancelToken) was cancelled.
+    #[error("cancelled during {stage}")]
+    Cancelled {
+        /// Where work stopped.
+        stage: Stage,
+    },
+    /// The per-image deadline passed.
+    #[error("deadline of {deadline:?} exceeded during {stage}")]
+    DeadlineExceeded {
+        /// The deadline that was set.
+        deadline: Duration,
+        /// Where work stopped.
+        stage: Stage,
+    },
+    /// Prompt plus image do not fit in the session's context.
+    #[error("prompt needs {tokens} tokens (image {image_tokens}) but the context holds {n_ctx}: use a larger context_size or fewer tiles")]
+    PromptTooLong {
+        /// Tokens the prompt needs, image included.
+        tokens: usize,
+        /// Of which image tokens.
+        image_tokens: usize,
+        /// The session's context size.
+        n_ctx: u32,
+    },
+    /// One image chunk is larger than the decode batch (llama.cpp would abort).
+    #[error("an image chunk has {tokens} tokens but the batch size is {n_batch}: use a batch_size of at least {tokens}")]
+    BatchTooSmall {
+        /// Tokens in the largest image chunk.
+        tokens: usize,
+        /// The session's batch size.
+        n_batch: u32,
+    },
+    /// A raw prompt must contain the media marker exactly once.
+    #[error("raw prompt must contain the media marker '{marker}' exactly once, found {found}")]
+    Marker {
+        /// The marker expected.
+        marker: &'static str,
+        /// How many were found.
+        found: usize,
+    },
+    /// The chat template could not be rendered.
+    #[error("cannot render the chat template: {0} (pass a raw prompt instead)")]
+    Template(String),
+    /// The prompt contains a NUL byte, which cannot cross into C.
+    #[error("prompt contains a NUL byte")]
+    NulInPrompt,
+    /// mtmd could not tokenize or preprocess the prompt and image.
+    #[error("mtmd failed to tokenize the prompt and image: {0}")]
+    Tokenize(String),
+    /// llama.cpp or mtmd failed while evaluating the prompt or a token.
+    #[error("evaluation failed during {stage} (llama.cpp code {code})")]
+    Eval {
+        /// Where it failed.
+        stage: Stage,
+        /// The code llama.cpp returned.
+        code: i32,
+    },
+}
+
+/// The crate's error: every fallible call returns it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Loading the model pair failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// An input image could not be used.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Captioning failed.
+    #[error(transparent)]
+    Caption(#[from] CaptionError),
+    /// A session (llama context) could not be created.
+    #[error("llama.cpp could not create a context of {n_ctx} tokens (batch {n_batch}): out of memory?")]
+    Session {
+        /// Requested context size.
+        n_ctx: u32,
+        /// Requested batch size.
+        n_batch: u32,
+    },
+    /// An option is out of range.
+    #[error("invalid option {name}: {message}")]
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// Why it is invalid.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for an [`Error::InvalidOption`].
+    pub(crate) fn invalid(name: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidOption {
+            name,
+            message: message.into(),
+        }
+    }
+
+    /// A short, stable, machine-readable name for the error's kind, for logs and records.
+    ///
+    /// ```
+    /// let err = smolvlm::Error::from(smolvlm::ImageError::Empty { width: 0, height: 3 });
+    /// assert_eq!(err.kind(), "image_empty");
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Load(e) => match e {
+                LoadError::FileNotFound { .. } => "file_not_found",
+                LoadError::Gguf { .. } => "not_gguf",
+                LoadError::WrongKind { .. } => "wrong_kind",
+                LoadError::UnsupportedProjector { .. } => "unsupported_projector",
+                LoadError::NotAPair { .. } => "not_a_pair",
+                LoadError::NonUtf8Path { .. } => "non_utf8_path",
+                LoadError::Backend(_) => "backend",
+                LoadError::ModelLoad { .. } => "model_load",
+                LoadError::ProjectorLoad { .. } => "projector_load",
+            },
+            Self::Image(e) => match e {
+                ImageError::Empty { .. } => "image_empty",
+                ImageError::Read { .. } => "image_read",
+                ImageError::Decode { .. } => "image_decode",
+                ImageError::BufferSize { .. } => "image_buffer_size",
+            },
+            Self::Caption(e) => match e {
+                CaptionError::Cancelled { .. } => "cancelled",
+                CaptionError::DeadlineExceeded { .. } => "deadline_exceeded",
+                CaptionError::PromptTooLong { .. } => "prompt_too_long",
+                CaptionError::BatchTooSmall { .. } => "batch_too_small",
+                CaptionError::Marker { .. } => "marker",
+                CaptionError::Template(_) => "template",
+                CaptionError::NulInPrompt => "nul_in_prompt",
+                CaptionError::Tokenize(_) => "tokenize",
+                CaptionError::Eval { .. } => "eval",
+            },
+            Self::Session { .. } => "session",
+            Self::InvalidOption { .. } => "invalid_option",
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

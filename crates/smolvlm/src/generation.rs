@@ -1,0 +1,279 @@
+//! How a caption is generated: length, sampling, stop strings, deadline and cancellation.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::sampling::LlamaSampler;
+
+use crate::error::{CaptionError, Error, Result, Stage};
+
+/// A handle to stop a caption in progress from another thread.
+///
+/// It is checked between prefill batches and between generated tokens; the
+/// caption then returns [`CaptionError::Cancelled`] and the session stays usable.
+/// Once cancelled it stays cancelled: use a new token for the next caption.
+///
+/// ```
+/// let token = smolvlm::CancelToken::new();
+/// let remote = token.clone();
+/// remote.cancel();
+/// assert!(token.is_cancelled());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every caption holding this token (or a clone) to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// How to generate a caption. Greedy (deterministic) by default.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = smolvlm::GenerationOptions::default()
+///     .with_max_tokens(64)
+///     .with_temperature(0.7)
+///     .with_seed(42)
+///     .with_stop(["\n"])
+///     .with_deadline(Duration::from_secs(60));
+/// assert_eq!(options.max_tokens(), 64);
+/// ```
+#[derive(Debug, Clone)]
+pub struct GenerationOptions {
+    max_tokens: u32,
+    temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    min_p: f32,
+    repeat_penalty: f32,
+    repeat_last_n: u32,
+    seed: u32,
+    stop: Vec<String>,
+    deadline: Option<Duration>,
+    cancel: Option<CancelToken>,
+}
+
+impl Default for GenerationOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+            stop: Vec::new(),
+            deadline: None,
+            cancel: None,
+        }
+    }
+}
+
+impl GenerationOptions {
+    /// Most tokens to generate (default 256).
+    #[must_use]
+    pub fn with_max_tokens(mut self, n: u32) -> Self {
+        self.max_tokens = n;
+        self
+    }
+
+    /// Sampling temperature; `0` (the default) means greedy decoding.
+    #[must_use]
+    pub fn with_temperature(mut self, t: f32) -> Self {
+        self.temperature = t;
+        self
+    }
+
+    /// Keep only the `k` most likely tokens; `0` (default) disables.
+    #[must_use]
+    pub fn with_top_k(mut self, k: u32) -> Self {
+        self.top_k = k;
+        self
+    }
+
+    /// Nucleus sampling threshold in `(0, 1]`; `1` (default) disables.
+    #[must_use]
+    pub fn with_top_p(mut self, p: f32) -> Self {
+        self.top_p = p;
+        self
+    }
+
+    /// Drop tokens less likely than `p` × the best one, `p` in `[0, 1)`; `0` (default) disables.
+    #[must_use]
+    pub fn with_min_p(mut self, p: f32) -> Self {
+        self.min_p = p;
+        self
+    }
+
+    /// Penalty for repeating recent tokens; `1` (default) disables.
+    #[must_use]
+    pub fn with_repeat_penalty(mut self, penalty: f32) -> Self {
+        self.repeat_penalty = penalty;
+        self
+    }
+
+    /// How many recent tokens the repeat penalty looks at (default 64).
+    #[must_use]
+    pub fn with_repeat_last_n(mut self, n: u32) -> Self {
+        self.repeat_last_n = n;
+        self
+    }
+
+    /// Seed for sampling when the temperature is above zero (default 0).
+    #[must_use]
+    pub fn with_seed(mut self, seed: u32) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Strings that end the caption; the caption excludes them.
+    #[must_use]
+    pub fn with_stop<I, S>(mut self, stop: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.stop = stop.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Longest time one caption may take, from the call to its end (the old
+    /// configuration's `timeout`). Past it the caption returns
+    /// [`CaptionError::DeadlineExceeded`].
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// A token another thread can use to stop the caption.
+    #[must_use]
+    pub fn with_cancel(mut self, token: CancelToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Most tokens to generate.
+    #[must_use]
+    pub fn max_tokens(&self) -> u32 {
+        self.max_tokens
+    }
+
+    /// The stop strings.
+    #[must_use]
+    pub fn stop(&self) -> &[String] {
+        &self.stop
+    }
+
+    /// Whether decoding is greedy.
+    #[must_use]
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.max_tokens == 0 {
+            return Err(Error::invalid("max_tokens", "must be at least 1"));
+        }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::invalid("temperature", "must be a finite number >= 0"));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::invalid("top_p", "must be in (0, 1]"));
+        }
+        if !(self.min_p >= 0.0 && self.min_p < 1.0) {
+            return Err(Error::invalid("min_p", "must be in [0, 1)"));
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return Err(Error::invalid("repeat_penalty", "must be a finite number > 0"));
+        }
+        if i32::try_from(self.top_k).is_err() || i32::try_from(self.repeat_last_n).is_err() {
+            return Err(Error::invalid("top_k/repeat_last_n", "is too large"));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return Err(Error::invalid("stop", "stop strings must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The llama.cpp sampler chain these options describe, for a vocabulary of `n_vocab`.
+    pub(crate) fn sampler(&self, n_vocab: i32) -> LlamaSampler {
+        let mut chain = Vec::new();
+        if self.repeat_penalty != 1.0 {
+            let last_n = i32::try_from(self.repeat_last_n).unwrap_or(i32::MAX);
+            chain.push(LlamaSampler::penalties(
+                n_vocab,
+                last_n,
+                self.repeat_penalty,
+                0.0,
+                0.0,
+            ));
+        }
+        if self.is_greedy() {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            if self.top_k > 0 {
+                chain.push(LlamaSampler::top_k(
+                    i32::try_from(self.top_k).unwrap_or(i32::MAX),
+                ));
+            }
+            if self.top_p < 1.0 {
+                chain.push(LlamaSampler::top_p(self.top_p, 1));
+            }
+            if self.min_p > 0.0 {
+                chain.push(LlamaSampler::min_p(self.min_p, 1));
+            }
+            chain.push(LlamaSampler::temp(self.temperature));
+            chain.push(LlamaSampler::dist(self.seed));
+        }
+        LlamaSampler::chain_simple(chain)
+    }
+
+    /// A checker for the deadline and cancel token of a caption started at `started`.
+    pub(crate) fn watchdog(&self, started: Instant) -> Watchdog<'_> {
+        Watchdog {
+            started,
+            deadline: self.deadline,
+            cancel: self.cancel.as_ref(),
+        }
+    }
+}
+
+/// Checks, at safe points of a caption, whether it must stop.
+pub(crate) struct Watchdog<'a> {
+    started: Instant,
+    deadline: Option<Duration>,
+    cancel: Option<&'a CancelToken>,
+}
+
+impl Watchdog<'_> {
+    pub(crate) fn check(&self, stage: Stage) -> Result<(), CaptionError> {
+        if self.cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(CaptionError::Cancelled { stage });
+        }
+        match self.deadline {
+            Some(deadline) if self.started.elapsed() > deadline => {
+                Err(CaptionError::DeadlineExceeded { deadline, stage })
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Run SmolVLM vision-language models inside your process through
+//! llama.cpp's `mtmd` multimodal API: no server, no port, no HTTP.
+//!
+//! Load a (model, mmproj) GGUF pair once as a [`Model`] (cheap to clone,
+//! `Send + Sync`), open one [`Session`] per worker thread, and caption:
+//!
+//! ```no_run
+//! use smolvlm::{GenerationOptions, LoadOptions, Model, ModelFiles};
+//!
+//! let model = Model::load(
+//!     &ModelFiles::new("SmolVLM-256M-Instruct-Q8_0.gguf", "mmproj-SmolVLM-256M-Instruct-Q8_0.gguf"),
+//!     &LoadOptions::default(),
+//! )?;
+//! let mut session = model.session()?;
+//! let options = GenerationOptions::default().with_max_tokens(64);
+//! let caption = session.caption(std::path::Path::new("photo.jpg"), "Describe this image.", &options)?;
+//! println!("{} ({} image tokens, {} tiles)", caption.text, caption.image_tokens, caption.tiles);
+//! # Ok::<(), smolvlm::Error>(())
+//! ```
+//!
+//! The library never prints and installs no subscriber: stages emit
+//! `tracing` spans (`load`, `caption`, `prepare`, `tokenize`, `prefill`,
+//! `generate`) and llama.cpp's own log is routed into `tracing`, silent
+//! unless the application enables it.
+#![deny(missing_docs)]
+
+mod error;
+pub mod gguf;
+mod generation;
+mod image;
+mod model;
+mod pair;
+mod prompt;
+mod session;
+mod text;
+
+pub use crate::error::{CaptionError, Error, FileRole, ImageError, LoadError, Result, Stage};
+pub use crate::generation::{CancelToken, GenerationOptions};
+pub use crate::image::ImageInput;
+pub use crate::model::{LoadOptions, Model, ModelFiles, ModelInfo};
+pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
+pub use crate::session::{Caption, FinishReason, Session, Timings};

@@ -1,0 +1,403 @@
+//! A session: one llama context (one KV cache) that captions images one after another.
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType, MtmdInputChunks, MtmdInputText};
+use llama_cpp_2::token::LlamaToken;
+
+use crate::error::{CaptionError, Error, ImageError, Result, Stage};
+use crate::generation::{GenerationOptions, Watchdog};
+use crate::image::ImageInput;
+use crate::model::Model;
+use crate::prompt::{render, Prompt, RenderedPrompt};
+use crate::text::CaptionText;
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FinishReason {
+    /// The model produced an end-of-generation token.
+    EndOfText,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// A stop string was produced (and cut from the text).
+    Stop,
+    /// The context filled up.
+    ContextFull,
+}
+
+/// Time spent in each stage of one caption.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Timings {
+    /// Decoding the input into RGB and handing it to mtmd as a bitmap.
+    pub prepare: Duration,
+    /// Rendering the prompt; mtmd's image preprocessing and tokenization.
+    pub tokenize: Duration,
+    /// Running the vision encoder over every tile.
+    pub encode: Duration,
+    /// Evaluating the prompt: text tokens and image embeddings.
+    pub prefill: Duration,
+    /// Sampling and evaluating the generated tokens.
+    pub generate: Duration,
+    /// The whole call.
+    pub total: Duration,
+}
+
+/// One image's caption and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Caption {
+    /// The generated text (stop string excluded).
+    pub text: String,
+    /// The generated token ids, in order.
+    pub tokens: Vec<i32>,
+    /// Tokens in the prompt, image tokens included.
+    pub prompt_tokens: usize,
+    /// Image embedding tokens in the prompt.
+    pub image_tokens: usize,
+    /// Image tiles encoded, not counting the downscaled overview that
+    /// idefics3 (SmolVLM) adds to every image.
+    pub tiles: usize,
+    /// Why generation ended.
+    pub finish: FinishReason,
+    /// Time per stage.
+    pub timings: Timings,
+}
+
+/// One worker's llama context. It borrows its [`Model`], and it is neither
+/// `Send` nor `Sync`: the compiler keeps it on the thread that opened it.
+/// Open one per thread; they share the model's weights.
+///
+/// A session captions any number of images in a row; every caption starts
+/// from an empty KV cache, so its result equals a fresh session's.
+pub struct Session<'m> {
+    model: &'m Model,
+    ctx: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    n_batch: u32,
+    piece: Vec<u8>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("n_ctx", &self.ctx.n_ctx())
+            .field("n_batch", &self.n_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What tokenizing one prompt and image produced.
+struct Tokenized {
+    chunks: MtmdInputChunks,
+    tail: Vec<LlamaToken>,
+    image_tokens: usize,
+    tiles: usize,
+}
+
+impl<'m> Session<'m> {
+    pub(crate) fn new(model: &'m Model) -> Result<Self> {
+        let options = model.options();
+        let threads = i32::try_from(options.threads()).unwrap_or(1);
+        let (n_ctx, n_batch) = (options.context_size(), options.batch_size());
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch.min(512))
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads)
+            .with_no_perf(false);
+        let backend = crate::model::backend()?;
+        let ctx = {
+            let _guard = model.context_lock();
+            model
+                .llama()
+                .new_context(backend, params)
+                .map_err(|_| Error::Session { n_ctx, n_batch })?
+        };
+        Ok(Self {
+            model,
+            ctx,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            n_batch,
+            piece: Vec::new(),
+        })
+    }
+
+    /// Captions one image.
+    ///
+    /// `prompt` is usually the user's instruction (`"Describe this image."`),
+    /// rendered with the model's chat template as SmolVLM expects: image
+    /// first, then the text. Use [`Prompt::raw`] to pass a fully rendered
+    /// prompt holding the media marker.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError`] for unusable images, [`CaptionError`] for prompts that
+    /// do not fit, cancellation, deadlines and engine failures,
+    /// [`Error::InvalidOption`] for bad options. The session stays usable.
+    pub fn caption<'i>(
+        &mut self,
+        image: impl Into<ImageInput<'i>>,
+        prompt: impl Into<Prompt>,
+        options: &GenerationOptions,
+    ) -> Result<Caption> {
+        self.caption_streaming(image, prompt, options, |_| {})
+    }
+
+    /// Like [`caption`](Self::caption), and calls `on_text` with each piece of
+    /// text as soon as it is complete UTF-8 and cannot be part of a stop
+    /// string. The pieces concatenate to the returned caption's text.
+    ///
+    /// # Errors
+    ///
+    /// As [`caption`](Self::caption).
+    pub fn caption_streaming<'i>(
+        &mut self,
+        image: impl Into<ImageInput<'i>>,
+        prompt: impl Into<Prompt>,
+        options: &GenerationOptions,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Caption> {
+        let started = Instant::now();
+        let _span = tracing::debug_span!("caption").entered();
+        options.validate()?;
+        let watchdog = options.watchdog(started);
+        let mut timings = Timings::default();
+
+        let bitmap = {
+            let _span = tracing::debug_span!("prepare").entered();
+            let image = image.into();
+            let rgb = image.to_rgb()?;
+            let bitmap = MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw())
+                .map_err(|_| ImageError::Empty {
+                    width: rgb.width(),
+                    height: rgb.height(),
+                })?;
+            timings.prepare = started.elapsed();
+            bitmap
+        };
+
+        watchdog.check(Stage::Tokenize)?;
+        let t = Instant::now();
+        let prompt = render(self.model.chat_template(), &prompt.into())?;
+        let tokenized = self.tokenize(&prompt, &bitmap)?;
+        timings.tokenize = t.elapsed();
+
+        // Whatever a previous (possibly failed) caption left behind goes now.
+        self.ctx.clear_kv_cache();
+        let n_past = self.prefill(&tokenized, &watchdog, &mut timings)?;
+
+        let t = Instant::now();
+        let generated = self.generate(n_past, options, &watchdog, &mut on_text);
+        timings.generate = t.elapsed();
+        let (text, tokens, finish) = generated?;
+        timings.total = started.elapsed();
+        tracing::debug!(?timings, tokens = tokens.len(), "caption done");
+        Ok(Caption {
+            text,
+            tokens,
+            prompt_tokens: tokenized.chunks.total_tokens() + tokenized.tail.len(),
+            image_tokens: tokenized.image_tokens,
+            tiles: tokenized.tiles,
+            finish,
+            timings,
+        })
+    }
+
+    /// Tokenizes text and image, and checks every limit llama.cpp would abort on.
+    fn tokenize(&self, prompt: &RenderedPrompt, bitmap: &MtmdBitmap) -> Result<Tokenized> {
+        let _span = tracing::debug_span!("tokenize").entered();
+        let chunks = {
+            let mtmd = self.model.mtmd();
+            let input = MtmdInputText {
+                text: prompt.head.clone(),
+                add_special: true,
+                parse_special: true,
+            };
+            mtmd.tokenize(input, &[bitmap])
+                .map_err(|e| CaptionError::Tokenize(e.to_string()))?
+        };
+        let tail = self
+            .model
+            .llama()
+            .vocab()
+            .tokenize(prompt.tail.as_bytes(), false, true);
+
+        let (mut image_tokens, mut image_chunks, mut largest) = (0, 0, 0);
+        for chunk in (0..chunks.len()).filter_map(|i| chunks.get(i)) {
+            if chunk.chunk_type() == MtmdInputChunkType::Image {
+                image_tokens += chunk.n_tokens();
+                image_chunks += 1;
+                largest = largest.max(chunk.n_tokens());
+            }
+        }
+        let tokens = chunks.total_tokens() + tail.len();
+        let n_ctx = self.ctx.n_ctx();
+        // One slot must stay free for the first generated token.
+        if tokens >= n_ctx as usize {
+            return Err(CaptionError::PromptTooLong {
+                tokens,
+                image_tokens,
+                n_ctx,
+            }
+            .into());
+        }
+        if largest > self.n_batch as usize {
+            return Err(CaptionError::BatchTooSmall {
+                tokens: largest,
+                n_batch: self.n_batch,
+            }
+            .into());
+        }
+        // idefics3 adds one overview image after the grid tiles.
+        let overview = usize::from(self.model.is_tiled() && image_chunks > 0);
+        Ok(Tokenized {
+            chunks,
+            tail,
+            image_tokens,
+            tiles: image_chunks - overview,
+        })
+    }
+
+    /// Evaluates the prompt; returns the next position.
+    fn prefill(
+        &mut self,
+        tokenized: &Tokenized,
+        watchdog: &Watchdog<'_>,
+        timings: &mut Timings,
+    ) -> Result<i32> {
+        let _span = tracing::debug_span!("prefill").entered();
+        watchdog.check(Stage::Prefill)?;
+        let started = Instant::now();
+        // The head (text up to and including the image) goes through mtmd,
+        // which encodes each tile and decodes its embeddings. llama.cpp's
+        // prompt-eval timer tells how much of that was decoding.
+        self.ctx.reset_timings();
+        let n_past = {
+            let mut mtmd = self.model.mtmd();
+            tokenized
+                .chunks
+                .eval_chunks(
+                    &mut mtmd,
+                    &mut self.ctx,
+                    0,
+                    0,
+                    i32::try_from(self.n_batch).unwrap_or(i32::MAX),
+                    tokenized.tail.is_empty(),
+                )
+                .map_err(|e| CaptionError::Eval {
+                    stage: Stage::Prefill,
+                    code: eval_code(&e),
+                })?
+        };
+        let head = started.elapsed();
+        let decoded = Duration::from_secs_f64(self.ctx.timings().t_p_eval_ms().max(0.0) / 1e3);
+        timings.encode = head.saturating_sub(decoded);
+
+        let mut n_past = n_past;
+        let n_batch = self.n_batch as usize;
+        let last = tokenized.tail.len().saturating_sub(1);
+        for (b, part) in tokenized.tail.chunks(n_batch).enumerate() {
+            watchdog.check(Stage::Prefill)?;
+            self.batch.clear();
+            for (i, &token) in part.iter().enumerate() {
+                let logits = b * n_batch + i == last;
+                self.batch
+                    .add(token, n_past, &[0], logits)
+                    .map_err(|_| CaptionError::Eval {
+                        stage: Stage::Prefill,
+                        code: -1,
+                    })?;
+                n_past += 1;
+            }
+            self.decode(Stage::Prefill)?;
+        }
+        timings.prefill = started.elapsed().saturating_sub(timings.encode);
+        Ok(n_past)
+    }
+
+    /// Samples up to `max_tokens` tokens after the prompt.
+    fn generate(
+        &mut self,
+        mut n_past: i32,
+        options: &GenerationOptions,
+        watchdog: &Watchdog<'_>,
+        on_text: &mut impl FnMut(&str),
+    ) -> Result<(String, Vec<i32>, FinishReason)> {
+        let _span = tracing::debug_span!("generate").entered();
+        let vocab = self.model.llama().vocab();
+        let mut sampler = options.sampler(self.model.llama().n_vocab());
+        let mut text = CaptionText::new(options.stop());
+        let mut tokens = Vec::new();
+        let n_ctx = i32::try_from(self.ctx.n_ctx()).unwrap_or(i32::MAX);
+        let mut finish = FinishReason::MaxTokens;
+        for _ in 0..options.max_tokens() {
+            watchdog.check(Stage::Generate)?;
+            let token = sampler.sample(&self.ctx, -1);
+            if vocab.is_eog(token) {
+                finish = FinishReason::EndOfText;
+                break;
+            }
+            tokens.push(token.0);
+            self.piece.clear();
+            vocab.token_to_piece_into(token, &mut self.piece, false, None);
+            let stopped = text.push(&self.piece);
+            on_text(text.take_ready());
+            if stopped {
+                finish = FinishReason::Stop;
+                break;
+            }
+            if n_past >= n_ctx {
+                finish = FinishReason::ContextFull;
+                break;
+            }
+            if tokens.len() == options.max_tokens() as usize {
+                break;
+            }
+            self.batch.clear();
+            self.batch
+                .add(token, n_past, &[0], true)
+                .map_err(|_| CaptionError::Eval {
+                    stage: Stage::Generate,
+                    code: -1,
+                })?;
+            n_past += 1;
+            self.decode(Stage::Generate)?;
+        }
+        on_text(text.finish());
+        Ok((text.into_text(), tokens, finish))
+    }
+
+    fn decode(&mut self, stage: Stage) -> Result<(), CaptionError> {
+        self.ctx
+            .decode(&mut self.batch)
+            .map_err(|e| CaptionError::Eval {
+                stage,
+                code: decode_code(&e),
+            })
+    }
+}
+
+fn eval_code(e: &llama_cpp_2::mtmd::MtmdEvalError) -> i32 {
+    match e {
+        llama_cpp_2::mtmd::MtmdEvalError::EvalFailure(code) => *code,
+        #[allow(unreachable_patterns)]
+        _ => -1,
+    }
+}
+
+fn decode_code(e: &llama_cpp_2::DecodeError) -> i32 {
+    match e {
+        llama_cpp_2::DecodeError::NoKvCacheSlot => 1,
+        llama_cpp_2::DecodeError::NTokensZero => -1,
+        llama_cpp_2::DecodeError::Unknown(code) => *code,
+        #[allow(unreachable_patterns)]
+        _ => -1,
+    }
+}
