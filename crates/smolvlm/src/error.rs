@@ -91,7 +91,9 @@ pub enum LoadError {
         path: PathBuf,
     },
     /// llama.cpp's backend could not be initialised in this process.
-    #[error("could not initialise the llama.cpp backend: {0} (was it initialised outside smolvlm?)")]
+    #[error(
+        "could not initialise the llama.cpp backend: {0} (was it initialised outside smolvlm?)"
+    )]
     Backend(String),
     /// llama.cpp refused the text model after our checks passed.
     #[error("llama.cpp failed to load the text model '{path}' (set RUST_LOG=llama_cpp_2=debug for its log)")]
@@ -100,7 +102,9 @@ pub enum LoadError {
         path: PathBuf,
     },
     /// mtmd refused the mmproj after our checks passed.
-    #[error("mtmd failed to load the mmproj '{path}' (set RUST_LOG=llama_cpp_2=debug for its log)")]
+    #[error(
+        "mtmd failed to load the mmproj '{path}' (set RUST_LOG=llama_cpp_2=debug for its log)"
+    )]
     ProjectorLoad {
         /// The mmproj.
         path: PathBuf,
@@ -250,7 +254,9 @@ pub enum Error {
     #[error(transparent)]
     Caption(#[from] CaptionError),
     /// A session (llama context) could not be created.
-    #[error("llama.cpp could not create a context of {n_ctx} tokens (batch {n_batch}): out of memory?")]
+    #[error(
+        "llama.cpp could not create a context of {n_ctx} tokens (batch {n_batch}): out of memory?"
+    )]
     Session {
         /// Requested context size.
         n_ctx: u32,

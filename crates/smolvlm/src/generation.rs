@@ -194,7 +194,10 @@ impl GenerationOptions {
             return Err(Error::invalid("max_tokens", "must be at least 1"));
         }
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(Error::invalid("temperature", "must be a finite number >= 0"));
+            return Err(Error::invalid(
+                "temperature",
+                "must be a finite number >= 0",
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::invalid("top_p", "must be in (0, 1]"));
@@ -203,7 +206,10 @@ impl GenerationOptions {
             return Err(Error::invalid("min_p", "must be in [0, 1)"));
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return Err(Error::invalid("repeat_penalty", "must be a finite number > 0"));
+            return Err(Error::invalid(
+                "repeat_penalty",
+                "must be a finite number > 0",
+            ));
         }
         if i32::try_from(self.top_k).is_err() || i32::try_from(self.repeat_last_n).is_err() {
             return Err(Error::invalid("top_k/repeat_last_n", "is too large"));

@@ -159,7 +159,9 @@ impl GgufHeader {
             if n_dims > 8 {
                 return Err(GgufError::Corrupt("a tensor has more than 8 dimensions"));
             }
-            let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+            let dims = (0..n_dims)
+                .map(|_| r.u64())
+                .collect::<Result<Vec<_>, _>>()?;
             let ggml_type = r.u32()?;
             let offset = r.u64()?;
             tensors.insert(
@@ -265,29 +267,26 @@ fn align(pos: u64, alignment: u64) -> u64 {
 fn tensor_bytes(t: &TensorInfo) -> Option<u64> {
     // (elements per block, bytes per block), from ggml's type traits.
     let (block, size) = match t.ggml_type {
-        0 => (1, 4),           // F32
-        1 | 30 => (1, 2),      // F16, BF16
-        2 => (32, 18),         // Q4_0
-        3 => (32, 20),         // Q4_1
-        6 => (32, 22),         // Q5_0
-        7 => (32, 24),         // Q5_1
-        8 => (32, 34),         // Q8_0
-        10 => (256, 84),       // Q2_K
-        11 => (256, 110),      // Q3_K
-        12 => (256, 144),      // Q4_K
-        13 => (256, 176),      // Q5_K
-        14 => (256, 210),      // Q6_K
-        24 => (1, 1),          // I8
-        25 => (1, 2),          // I16
-        26 => (1, 4),          // I32
-        27 | 28 => (1, 8),     // I64, F64
+        0 => (1, 4),       // F32
+        1 | 30 => (1, 2),  // F16, BF16
+        2 => (32, 18),     // Q4_0
+        3 => (32, 20),     // Q4_1
+        6 => (32, 22),     // Q5_0
+        7 => (32, 24),     // Q5_1
+        8 => (32, 34),     // Q8_0
+        10 => (256, 84),   // Q2_K
+        11 => (256, 110),  // Q3_K
+        12 => (256, 144),  // Q4_K
+        13 => (256, 176),  // Q5_K
+        14 => (256, 210),  // Q6_K
+        24 => (1, 1),      // I8
+        25 => (1, 2),      // I16
+        26 => (1, 4),      // I32
+        27 | 28 => (1, 8), // I64, F64
         _ => return None,
     };
-    let elements = t
-        .dims
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
-    Some(elements.div_ceil(block).checked_mul(size)?)
+    let elements = t.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
+    elements.div_ceil(block).checked_mul(size)
 }
 
 /// A bounds-checked little-endian reader that tracks its position.

@@ -25,8 +25,8 @@
 #![deny(missing_docs)]
 
 mod error;
-pub mod gguf;
 mod generation;
+pub mod gguf;
 mod image;
 mod model;
 mod pair;

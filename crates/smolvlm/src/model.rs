@@ -92,6 +92,7 @@ impl LoadOptions {
     }
 
     /// Tokens each session's context holds: prompt, image and generated text (default 4096).
+    /// llama.cpp rounds it up to a multiple of 256.
     #[must_use]
     pub fn with_context_size(mut self, tokens: u32) -> Self {
         self.context_size = tokens;
@@ -263,11 +264,12 @@ impl Model {
             image_min_tokens: -1,
             image_max_tokens: -1,
         };
-        let mtmd = MtmdContext::init_from_file(mmproj_path, &llama, &mtmd_params).map_err(|_| {
-            LoadError::ProjectorLoad {
-                path: files.mmproj.clone(),
-            }
-        })?;
+        let mtmd =
+            MtmdContext::init_from_file(mmproj_path, &llama, &mtmd_params).map_err(|_| {
+                LoadError::ProjectorLoad {
+                    path: files.mmproj.clone(),
+                }
+            })?;
         let chat_template = llama
             .chat_template(None)
             .ok()

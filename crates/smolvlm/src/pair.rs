@@ -34,7 +34,11 @@ pub(crate) fn check_pair(model: &Path, mmproj: &Path) -> Result<PairMeta, LoadEr
     let text = read_header(model, FileRole::Model)?;
     let vision = read_header(mmproj, FileRole::Mmproj)?;
     let gguf = |role| {
-        let path = if role == FileRole::Model { model } else { mmproj };
+        let path = if role == FileRole::Model {
+            model
+        } else {
+            mmproj
+        };
         move |source| LoadError::Gguf {
             path: path.to_path_buf(),
             role,

@@ -142,7 +142,10 @@ mod tests {
         let two = render(None, &Prompt::raw("<__media__><__media__>")).unwrap_err();
         assert!(matches!(two, CaptionError::Marker { found: 2, .. }));
         let ok = render(None, &Prompt::raw("a <__media__> b")).unwrap();
-        assert_eq!((ok.head.as_str(), ok.tail.as_str()), ("a <__media__>", " b"));
+        assert_eq!(
+            (ok.head.as_str(), ok.tail.as_str()),
+            ("a <__media__>", " b")
+        );
     }
 
     #[test]

@@ -1,0 +1,294 @@
+//! What a caption is: tokens, tiles, determinism, streaming, prompts.
+
+use smolvlm::{FinishReason, LoadOptions, Prompt};
+use smolvlm_testkit::images::{gradient, noise, write_png};
+use smolvlm_testkit::TinyModelSpec;
+
+use crate::util::{files_with, greedy, load, model, TempDir, MAX_TOKENS, MTMD_CLI_PROMPT};
+
+/// The grid mtmd's idefics3 preprocessor cuts an image into, for the tiny
+/// model's 64-px tiles and 256-px longest edge (mtmd-image.cpp).
+fn expected_grid(w: u32, h: u32) -> (u32, u32) {
+    let (tile, edge) = (64.0, 256.0);
+    let (rw, rh) = if w >= h {
+        let rh = (edge / (f64::from(w) / f64::from(h))) as u32;
+        (256, rh + rh % 2)
+    } else {
+        let rw = (edge * (f64::from(w) / f64::from(h))) as u32;
+        (rw + rw % 2, 256)
+    };
+    (
+        (f64::from(rw) / tile).ceil() as u32,
+        (f64::from(rh) / tile).ceil() as u32,
+    )
+}
+
+#[test]
+fn tiles_and_image_tokens_match_mtmd_for_each_aspect_ratio() {
+    let mut session = model().session().unwrap();
+    let per_tile = 4; // (64/8)² patches merged 4×4
+    for (w, h) in [
+        (640, 480),
+        (300, 900),
+        (512, 512),
+        (1600, 900),
+        (100, 400),
+        (32, 32),
+    ] {
+        let c = session
+            .caption(&gradient(w, h), "Describe this image.", &greedy())
+            .unwrap();
+        let (gx, gy) = expected_grid(w, h);
+        let tiles = (gx * gy) as usize;
+        assert_eq!(c.tiles, tiles, "{w}x{h}");
+        assert_eq!(
+            c.image_tokens,
+            (tiles + 1) * per_tile,
+            "{w}x{h}: tiles + overview"
+        );
+    }
+}
+
+#[test]
+fn prompt_token_counts_match_the_reference_and_mtmd_cli_renderings() {
+    let mut session = model().session().unwrap();
+    let img = gradient(640, 480);
+    // TINY_MODEL.md §3: llama-mtmd-cli's rendering of a 640x480 image is 94 tokens.
+    let cli = session
+        .caption(&img, Prompt::raw(MTMD_CLI_PROMPT), &greedy())
+        .unwrap();
+    assert_eq!(
+        (cli.prompt_tokens, cli.image_tokens, cli.tiles),
+        (94, 52, 12)
+    );
+    // The reference processor has no space after "User:": one token fewer.
+    let reference = session
+        .caption(&img, "Describe this image.", &greedy())
+        .unwrap();
+    assert_eq!(reference.prompt_tokens, 93);
+    assert_ne!(
+        reference.tokens, cli.tokens,
+        "the two renderings are different prompts"
+    );
+}
+
+#[test]
+fn greedy_output_is_deterministic_and_fills_max_tokens() {
+    let img = gradient(640, 480);
+    let first = model()
+        .session()
+        .unwrap()
+        .caption(&img, "Describe this image.", &greedy())
+        .unwrap();
+    assert_eq!(first.tokens.len(), MAX_TOKENS as usize);
+    assert_eq!(first.finish, FinishReason::MaxTokens);
+    assert!(first.text.is_ascii() && !first.text.is_empty());
+    let again = model()
+        .session()
+        .unwrap()
+        .caption(&img, "Describe this image.", &greedy())
+        .unwrap();
+    assert_eq!(first.tokens, again.tokens);
+    assert_eq!(first.text, again.text);
+}
+
+#[test]
+fn output_is_the_same_for_1_2_and_4_threads() {
+    let img = gradient(640, 480);
+    let run = |threads| {
+        let model = load(&LoadOptions::default().with_threads(threads));
+        let mut session = model.session().unwrap();
+        session
+            .caption(&img, "Describe this image.", &greedy())
+            .unwrap()
+            .tokens
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(4));
+}
+
+#[test]
+fn a_different_image_gives_different_tokens() {
+    let mut session = model().session().unwrap();
+    let a = session
+        .caption(&gradient(640, 480), "Describe this image.", &greedy())
+        .unwrap();
+    let b = session
+        .caption(&noise(640, 480, 7), "Describe this image.", &greedy())
+        .unwrap();
+    assert_eq!(a.image_tokens, b.image_tokens);
+    assert_ne!(a.tokens, b.tokens);
+}
+
+#[test]
+fn a_session_in_a_row_equals_fresh_sessions() {
+    let images = [gradient(640, 480), noise(300, 900, 1), gradient(64, 64)];
+    let mut reused = model().session().unwrap();
+    for img in &images {
+        let in_row = reused
+            .caption(img, "Describe this image.", &greedy())
+            .unwrap();
+        let fresh = model()
+            .session()
+            .unwrap()
+            .caption(img, "Describe this image.", &greedy())
+            .unwrap();
+        assert_eq!(in_row.tokens, fresh.tokens);
+    }
+}
+
+#[test]
+fn streaming_yields_the_same_text_as_the_plain_call() {
+    let mut session = model().session().unwrap();
+    let img = noise(320, 240, 3);
+    let options = greedy().with_max_tokens(24);
+    let plain = session
+        .caption(&img, "Describe this image.", &options)
+        .unwrap();
+    let mut pieces = Vec::new();
+    let streamed = session
+        .caption_streaming(&img, "Describe this image.", &options, |p| {
+            pieces.push(p.to_owned())
+        })
+        .unwrap();
+    assert_eq!(streamed.text, plain.text);
+    assert_eq!(pieces.concat(), plain.text);
+    assert!(
+        pieces.iter().filter(|p| !p.is_empty()).count() > 1,
+        "text arrives in pieces"
+    );
+}
+
+#[test]
+fn stop_string_ends_the_caption_before_it() {
+    let mut session = model().session().unwrap();
+    let img = gradient(640, 480);
+    let full = session
+        .caption(&img, "Describe this image.", &greedy())
+        .unwrap();
+    // Stop at the text's second half: the caption must be exactly the first half.
+    let cut = full
+        .text
+        .char_indices()
+        .map(|(i, _)| i)
+        .nth(full.text.len() / 2)
+        .unwrap();
+    let stop = full.text[cut..].chars().take(3).collect::<String>();
+    let first = full.text.find(&stop).unwrap();
+    let stopped = session
+        .caption(
+            &img,
+            "Describe this image.",
+            &greedy().with_stop([stop.clone()]),
+        )
+        .unwrap();
+    assert_eq!(stopped.finish, FinishReason::Stop);
+    assert_eq!(stopped.text, full.text[..first]);
+}
+
+#[test]
+fn sampling_with_a_seed_is_reproducible_and_seed_dependent() {
+    let mut session = model().session().unwrap();
+    let img = gradient(640, 480);
+    let sampled = |session: &mut smolvlm::Session<'_>, seed| {
+        let options = greedy()
+            .with_temperature(1.5)
+            .with_top_k(40)
+            .with_top_p(0.95)
+            .with_seed(seed);
+        session
+            .caption(&img, "Describe this image.", &options)
+            .unwrap()
+            .tokens
+    };
+    let a = sampled(&mut session, 1);
+    assert_eq!(a, sampled(&mut session, 1));
+    let others: Vec<_> = (2..6).map(|s| sampled(&mut session, s)).collect();
+    assert!(
+        others.iter().any(|o| *o != a),
+        "some other seed must differ"
+    );
+}
+
+#[test]
+fn image_inputs_from_path_bytes_and_dynamic_agree() {
+    let dir = TempDir::new("inputs");
+    let img = noise(200, 150, 9);
+    let path = dir.path("noise.png");
+    write_png(&img, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    // Opaque RGBA: dropping alpha must give the same pixels.
+    let dynamic =
+        image::DynamicImage::ImageRgba8(image::DynamicImage::ImageRgb8(img.clone()).to_rgba8());
+    let mut session = model().session().unwrap();
+    let from_rgb = session
+        .caption(&img, "Describe this image.", &greedy())
+        .unwrap()
+        .tokens;
+    let from_path = session
+        .caption(&path, "Describe this image.", &greedy())
+        .unwrap()
+        .tokens;
+    let from_bytes = session
+        .caption(&bytes, "Describe this image.", &greedy())
+        .unwrap()
+        .tokens;
+    let from_dynamic = session
+        .caption(&dynamic, "Describe this image.", &greedy())
+        .unwrap()
+        .tokens;
+    assert_eq!(from_rgb, from_path);
+    assert_eq!(from_rgb, from_bytes);
+    assert_eq!(from_rgb, from_dynamic);
+}
+
+#[test]
+fn model_without_chat_template_uses_the_builtin_smolvlm_template() {
+    let spec = TinyModelSpec::without_chat_template();
+    let bare =
+        smolvlm::Model::load(&files_with(&spec), &LoadOptions::default().with_threads(2)).unwrap();
+    assert!(!bare.info().has_chat_template);
+    let img = gradient(640, 480);
+    let with = model()
+        .session()
+        .unwrap()
+        .caption(&img, "Describe this image.", &greedy())
+        .unwrap();
+    let without = bare
+        .session()
+        .unwrap()
+        .caption(&img, "Describe this image.", &greedy())
+        .unwrap();
+    assert_eq!(with.prompt_tokens, without.prompt_tokens);
+    assert_eq!(with.tokens, without.tokens);
+}
+
+#[test]
+fn info_reports_the_pair() {
+    let info = model().info();
+    assert_eq!(info.architecture, "llama");
+    assert_eq!(info.projector, "idefics3");
+    assert_eq!(info.vocab_size, 509);
+    assert_eq!(info.embedding_size, 64);
+    assert_eq!(
+        (info.tile_size, info.longest_edge, info.tokens_per_tile),
+        (64, Some(256), 4)
+    );
+    assert!(info.has_chat_template);
+    assert!(info.parameters > 10_000);
+    assert_eq!(info.threads, 2);
+    assert!(!info.backend.is_empty());
+}
+
+#[test]
+fn timings_cover_every_stage() {
+    let mut session = model().session().unwrap();
+    let c = session
+        .caption(&gradient(640, 480), "Describe this image.", &greedy())
+        .unwrap();
+    let t = c.timings;
+    assert!(t.encode > std::time::Duration::ZERO && t.generate > std::time::Duration::ZERO);
+    let parts = t.prepare + t.tokenize + t.encode + t.prefill + t.generate;
+    assert!(parts <= t.total, "{t:?}");
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the library API and the CLI against the tiny generated
+//! model pair from `smolvlm-testkit`. No network, no downloaded model.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+mod caption;
+mod cli;
+mod concurrency;
+mod errors;
