@@ -40,3 +40,8 @@ pub use crate::image::ImageInput;
 pub use crate::model::{LoadOptions, Model, ModelFiles, ModelInfo};
 pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
 pub use crate::session::{Caption, FinishReason, Session, Timings};
+
+/// Compiles the README's Rust examples as doctests, so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
