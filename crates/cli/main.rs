@@ -3,6 +3,7 @@
 //! Exit codes: 0 all images captioned; 1 at least one image failed (the
 //! others were still captioned); 2 bad usage or the model could not load.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -221,6 +222,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -301,7 +301,7 @@ impl Model {
     #[must_use]
     pub fn info(&self) -> ModelInfo {
         let inner = &*self.inner;
-        let backend = llama_cpp_2::list_llama_ggml_backend_devices()
+        let devices = llama_cpp_2::list_llama_ggml_backend_devices()
             .into_iter()
             .map(|d| {
                 if d.description.is_empty() {
@@ -324,8 +324,9 @@ impl Model {
             longest_edge: inner.meta.longest_edge,
             tokens_per_tile: inner.meta.tokens_per_tile(),
             has_chat_template: inner.chat_template.is_some(),
-            backend,
-            gpu_offload: llama_cpp_2::max_devices() > 0 && inner.options.gpu_layers > 0,
+            backend: devices,
+            gpu_offload: backend().is_ok_and(LlamaBackend::supports_gpu_offload)
+                && inner.options.gpu_layers > 0,
             threads: inner.options.threads(),
             context_size: inner.options.context_size,
         }

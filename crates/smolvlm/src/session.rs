@@ -175,9 +175,11 @@ impl<'m> Session<'m> {
             let image = image.into();
             let rgb = image.to_rgb()?;
             let bitmap = MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw())
-                .map_err(|_| ImageError::Empty {
+                .map_err(|_| ImageError::BufferSize {
                     width: rgb.width(),
                     height: rgb.height(),
+                    expected: rgb.width() as usize * rgb.height() as usize * 3,
+                    actual: rgb.as_raw().len(),
                 })?;
             timings.prepare = started.elapsed();
             bitmap
