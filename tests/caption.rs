@@ -289,6 +289,6 @@ fn timings_cover_every_stage() {
         .unwrap();
     let t = c.timings;
     assert!(t.encode > std::time::Duration::ZERO && t.generate > std::time::Duration::ZERO);
-    let parts = t.prepare + t.tokenize + t.encode + t.prefill + t.generate;
+    let parts = t.decode + t.resize + t.tokenize + t.encode + t.prefill + t.generate;
     assert!(parts <= t.total, "{t:?}");
 }

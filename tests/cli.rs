@@ -75,7 +75,7 @@ fn a_bad_image_among_good_ones_exits_1_and_the_rest_are_captioned() {
     assert!(stdout.contains("a.png: ") && stdout.contains("b.png: "));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("bad.png") && stderr.contains("image_decode"),
+        stderr.contains("bad.png") && stderr.contains("image_format"),
         "{}",
         dump(&out)
     );

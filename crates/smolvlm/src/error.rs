@@ -141,6 +141,27 @@ pub enum ImageError {
         #[source]
         source: image::ImageError,
     },
+    /// The bytes are not in an image format smolvlm decodes.
+    #[error("image {origin} is not in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)")]
+    UnknownFormat {
+        /// Where it came from: a quoted path, or "from memory".
+        origin: String,
+    },
+    /// The image is larger than the decoding limits allow.
+    #[error("image {origin} is {width}x{height}, over the limits ({}x{} px, {} pixels); raise them in ImageOptions::with_limits", limits.max_width, limits.max_height, limits.max_pixels)]
+    TooLarge {
+        /// Where it came from: a quoted path, or "from memory".
+        origin: String,
+        /// Width in the header (0 when the decoder refused before telling).
+        width: u32,
+        /// Height in the header (0 when the decoder refused before telling).
+        height: u32,
+        /// The limits in force.
+        limits: crate::image::DecodeLimits,
+    },
+    /// Resizing failed (an internal error: please report it).
+    #[error("resize failed: {0}")]
+    Resize(String),
     /// A raw RGB buffer does not match its stated size.
     #[error("RGB buffer holds {actual} bytes but {width}x{height}x3 needs {expected}")]
     BufferSize {
@@ -307,6 +328,9 @@ impl Error {
                 ImageError::Read { .. } => "image_read",
                 ImageError::Decode { .. } => "image_decode",
                 ImageError::BufferSize { .. } => "image_buffer_size",
+                ImageError::UnknownFormat { .. } => "image_format",
+                ImageError::TooLarge { .. } => "image_too_large",
+                ImageError::Resize(_) => "image_resize",
             },
             Self::Caption(e) => match e {
                 CaptionError::Cancelled { .. } => "cancelled",

@@ -27,7 +27,7 @@
 mod error;
 mod generation;
 pub mod gguf;
-mod image;
+pub mod image;
 mod model;
 mod pair;
 mod prompt;

@@ -13,6 +13,7 @@ use llama_cpp_2::mtmd::{MtmdContext, MtmdContextParams};
 use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 
 use crate::error::{Error, LoadError, Result};
+use crate::image::{ImageOptions, Preprocessor, VisionParams};
 use crate::pair::{check_pair, PairMeta};
 use crate::prompt::MEDIA_MARKER;
 use crate::session::Session;
@@ -54,6 +55,7 @@ pub struct LoadOptions {
     vision_gpu: bool,
     context_size: u32,
     batch_size: u32,
+    max_tiles: Option<u32>,
 }
 
 impl Default for LoadOptions {
@@ -65,6 +67,7 @@ impl Default for LoadOptions {
             vision_gpu: true,
             context_size: 4096,
             batch_size: 2048,
+            max_tiles: None,
         }
     }
 }
@@ -106,6 +109,25 @@ impl LoadOptions {
         self
     }
 
+    /// The token budget: at most this many tiles per image (plus the overview
+    /// idefics3 always adds). Fewer tiles mean faster captions and less
+    /// detail. `None` (default) lets the model tile at its full longest edge.
+    ///
+    /// mtmd applies a budget per vision context, so it is a load option: with
+    /// one set, mtmd sizes images by pixel count instead of by longest edge,
+    /// and images are prepared to match.
+    #[must_use]
+    pub fn with_max_tiles(mut self, tiles: Option<u32>) -> Self {
+        self.max_tiles = tiles;
+        self
+    }
+
+    /// The tile budget, if any.
+    #[must_use]
+    pub fn max_tiles(&self) -> Option<u32> {
+        self.max_tiles
+    }
+
     /// The thread count that will be used.
     #[must_use]
     pub fn threads(&self) -> u32 {
@@ -133,6 +155,9 @@ impl LoadOptions {
         }
         if self.batch_size == 0 {
             return Err(Error::invalid("batch_size", "must be at least 1 token"));
+        }
+        if self.max_tiles == Some(0) {
+            return Err(Error::invalid("max_tiles", "must be at least 1"));
         }
         if i32::try_from(self.threads()).is_err() {
             return Err(Error::invalid("threads", "is too large"));
@@ -262,7 +287,11 @@ impl Model {
             n_threads: i32::try_from(options.threads()).unwrap_or(1),
             media_marker: CString::new(MEDIA_MARKER).unwrap_or_default(),
             image_min_tokens: -1,
-            image_max_tokens: -1,
+            image_max_tokens: options
+                .max_tiles
+                .and_then(|t| t.checked_mul(meta.tokens_per_tile()))
+                .and_then(|t| i32::try_from(t).ok())
+                .unwrap_or(-1),
         };
         let mtmd =
             MtmdContext::init_from_file(mmproj_path, &llama, &mtmd_params).map_err(|_| {
@@ -330,6 +359,27 @@ impl Model {
             threads: inner.options.threads(),
             context_size: inner.options.context_size,
         }
+    }
+
+    /// The vision projector's tiling parameters, for a
+    /// [`Preprocessor`](crate::image::Preprocessor) that prepares images for this model.
+    #[must_use]
+    pub fn vision(&self) -> VisionParams {
+        let meta = &self.inner.meta;
+        let merged_patch = meta.patch_size * meta.scale_factor;
+        VisionParams {
+            tile_size: meta.tile_size,
+            longest_edge: meta.longest_edge,
+            tokens_per_tile: meta.tokens_per_tile(),
+            pixels_per_token: merged_patch * merged_patch,
+            max_tiles: self.inner.options.max_tiles,
+        }
+    }
+
+    /// A preprocessor that prepares images for this model, on any thread.
+    #[must_use]
+    pub fn preprocessor(&self, options: ImageOptions) -> Preprocessor {
+        Preprocessor::new(self.vision(), options)
     }
 
     pub(crate) fn llama(&self) -> &LlamaModel {

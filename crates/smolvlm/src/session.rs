@@ -11,7 +11,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::error::{CaptionError, Error, ImageError, Result, Stage};
 use crate::generation::{GenerationOptions, Watchdog};
-use crate::image::ImageInput;
+use crate::image::{ImageInput, ImageOptions, Preprocessor};
 use crate::model::Model;
 use crate::prompt::{render, Prompt, RenderedPrompt};
 use crate::text::CaptionText;
@@ -34,8 +34,10 @@ pub enum FinishReason {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Timings {
-    /// Decoding the input into RGB and handing it to mtmd as a bitmap.
-    pub prepare: Duration,
+    /// Reading and decoding the image.
+    pub decode: Duration,
+    /// Resizing it to the planned tile grid (and turning it upright).
+    pub resize: Duration,
     /// Rendering the prompt; mtmd's image preprocessing and tokenization.
     pub tokenize: Duration,
     /// Running the vision encoder over every tile.
@@ -77,6 +79,7 @@ pub struct Caption {
 /// from an empty KV cache, so its result equals a fresh session's.
 pub struct Session<'m> {
     model: &'m Model,
+    preprocessor: Preprocessor,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     n_batch: u32,
@@ -122,11 +125,17 @@ impl<'m> Session<'m> {
         };
         Ok(Self {
             model,
+            preprocessor: model.preprocessor(ImageOptions::default()),
             ctx,
             batch: LlamaBatch::new(n_batch as usize, 1),
             n_batch,
             piece: Vec::new(),
         })
+    }
+
+    /// Sets how this session decodes and shapes input images.
+    pub fn set_image_options(&mut self, options: ImageOptions) {
+        self.preprocessor = self.model.preprocessor(options);
     }
 
     /// Captions one image.
@@ -172,17 +181,18 @@ impl<'m> Session<'m> {
 
         let bitmap = {
             let _span = tracing::debug_span!("prepare").entered();
-            let image = image.into();
-            let rgb = image.to_rgb()?;
-            let bitmap = MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw())
-                .map_err(|_| ImageError::BufferSize {
+            let prepared = self.preprocessor.prepare(image.into())?;
+            timings.decode = prepared.timings().decode;
+            timings.resize = prepared.timings().resize;
+            let rgb = prepared.image();
+            MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw()).map_err(|_| {
+                ImageError::BufferSize {
                     width: rgb.width(),
                     height: rgb.height(),
                     expected: rgb.width() as usize * rgb.height() as usize * 3,
                     actual: rgb.as_raw().len(),
-                })?;
-            timings.prepare = started.elapsed();
-            bitmap
+                }
+            })?
         };
 
         watchdog.check(Stage::Tokenize)?;
