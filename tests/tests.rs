@@ -10,3 +10,7 @@ mod caption;
 mod cli;
 mod concurrency;
 mod errors;
+mod hub;
+mod hub_server;
+mod image;
+mod parity;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::gguf::GgufError;
+use crate::hub::HubError;
 
 /// Which file of a model pair a message is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +141,18 @@ pub enum ImageError {
         /// The decoder's error.
         #[source]
         source: image::ImageError,
+    },
+    /// The file or buffer holds no bytes at all.
+    #[error("image {origin} is empty (0 bytes)")]
+    NoData {
+        /// Where it came from: a quoted path, or "from memory".
+        origin: String,
+    },
+    /// The file ends before the image does (an interrupted copy or download).
+    #[error("image {origin} is truncated: it ends before the image data does")]
+    Truncated {
+        /// Where it came from: a quoted path, or "from memory".
+        origin: String,
     },
     /// The bytes are not in an image format smolvlm decodes.
     #[error("image {origin} is not in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)")]
@@ -274,6 +287,9 @@ pub enum Error {
     /// Captioning failed.
     #[error(transparent)]
     Caption(#[from] CaptionError),
+    /// The model could not be found, downloaded or verified on the Hub or in its cache.
+    #[error(transparent)]
+    Hub(#[from] HubError),
     /// A session (llama context) could not be created.
     #[error(
         "llama.cpp could not create a context of {n_ctx} tokens (batch {n_batch}): out of memory?"
@@ -329,6 +345,8 @@ impl Error {
                 ImageError::Decode { .. } => "image_decode",
                 ImageError::BufferSize { .. } => "image_buffer_size",
                 ImageError::UnknownFormat { .. } => "image_format",
+                ImageError::NoData { .. } => "image_no_data",
+                ImageError::Truncated { .. } => "image_truncated",
                 ImageError::TooLarge { .. } => "image_too_large",
                 ImageError::Resize(_) => "image_resize",
             },
@@ -343,6 +361,7 @@ impl Error {
                 CaptionError::Tokenize(_) => "tokenize",
                 CaptionError::Eval { .. } => "eval",
             },
+            Self::Hub(e) => e.kind(),
             Self::Session { .. } => "session",
             Self::InvalidOption { .. } => "invalid_option",
         }

@@ -43,6 +43,8 @@ pub(crate) struct Decoded<'a> {
     pub orientation: Orientation,
     /// The full-resolution stored size, before any reduced-scale decode.
     pub stored_size: (u32, u32),
+    /// 1, or the DCT-domain reduction a JPEG was decoded at (2, 4 or 8).
+    pub scale: u32,
 }
 
 /// What the caller wants decoded: bytes and where they came from.
@@ -60,14 +62,19 @@ pub(crate) fn decode(
     target: Option<&dyn Fn(u32, u32) -> Option<(u32, u32)>>,
 ) -> Result<Decoded<'static>, ImageError> {
     if src.bytes.is_empty() {
-        return Err(ImageError::Decode {
+        return Err(ImageError::NoData {
             origin: (src.origin)(),
-            source: image::ImageError::IoError(std::io::ErrorKind::UnexpectedEof.into()),
         });
     }
     let format = image::guess_format(src.bytes).map_err(|_| ImageError::UnknownFormat {
         origin: (src.origin)(),
     })?;
+    // JPEG decoders fill a truncated scan with grey instead of failing.
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(src.bytes) {
+        return Err(ImageError::Truncated {
+            origin: (src.origin)(),
+        });
+    }
     if format == ImageFormat::Jpeg && options.fast_jpeg {
         if let Some(target) = target {
             if let Some(decoded) = decode_jpeg_scaled(src, &options.limits, target)? {
@@ -83,28 +90,33 @@ fn decode_full(
     format: ImageFormat,
     options: &ImageOptions,
 ) -> Result<Decoded<'static>, ImageError> {
-    let err = |source| ImageError::Decode {
-        origin: (src.origin)(),
-        source,
-    };
+    // Read the header's size first, without limits, so an oversized image
+    // is reported with its size (the decoders' own limit errors do not say).
+    let (w, h) = ImageReader::with_format(Cursor::new(src.bytes), format)
+        .into_dimensions()
+        .map_err(|e| limit_or(e, src, &options.limits))?;
+    check_size(w, h, src, &options.limits)?;
     let mut reader = ImageReader::with_format(Cursor::new(src.bytes), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(options.limits.max_width);
     limits.max_image_height = Some(options.limits.max_height);
     limits.max_alloc = Some(options.limits.max_alloc);
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(|e| limit_or(e, src, &options.limits))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| limit_or(e, src, &options.limits))?;
     let (w, h) = decoder.dimensions();
     check_size(w, h, src, &options.limits)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
         image::ImageError::Limits(_) => too_large(w, h, src, &options.limits),
-        other => err(other),
+        other => decode_error(other, src),
     })?;
     Ok(Decoded {
         rgb: Cow::Owned(flatten(img, options.background)),
         orientation,
         stored_size: (w, h),
+        scale: 1,
     })
 }
 
@@ -165,7 +177,19 @@ fn decode_jpeg_scaled(
         rgb: Cow::Owned(rgb),
         orientation,
         stored_size: (w, h),
+        scale,
     }))
+}
+
+/// Whether the last scan (SOS marker) is followed by an end-of-image marker.
+/// Entropy-coded data never holds `FF D9` (0xFF is stuffed as `FF 00`), and
+/// an EXIF thumbnail's markers all come before the main image's scan.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let marker = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
+    match (marker(0xDA), marker(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
 }
 
 /// Whether applying `o` swaps width and height.
@@ -230,6 +254,17 @@ fn limit_or(e: image::ImageError, src: &Source<'_>, limits: &DecodeLimits) -> Im
             height: 0,
             limits: *limits,
         },
+        other => decode_error(other, src),
+    }
+}
+
+fn decode_error(e: image::ImageError, src: &Source<'_>) -> ImageError {
+    match e {
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ImageError::Truncated {
+                origin: (src.origin)(),
+            }
+        }
         other => ImageError::Decode {
             origin: (src.origin)(),
             source: other,

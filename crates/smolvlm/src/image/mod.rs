@@ -150,6 +150,7 @@ pub struct PreparedImage {
     plan: TilePlan,
     vision: VisionParams,
     source_size: (u32, u32),
+    decode_scale: u32,
     timings: PrepareTimings,
 }
 
@@ -170,6 +171,12 @@ impl PreparedImage {
     #[must_use]
     pub fn source_size(&self) -> (u32, u32) {
         self.source_size
+    }
+
+    /// 1, or the reduced scale (2, 4 or 8) a large JPEG was decoded at.
+    #[must_use]
+    pub fn decode_scale(&self) -> u32 {
+        self.decode_scale
     }
 
     /// Time spent decoding and resizing.
@@ -322,6 +329,7 @@ impl Preprocessor {
             plan,
             vision: self.vision,
             source_size,
+            decode_scale: decoded.scale,
             timings: PrepareTimings {
                 decode: decode_time,
                 resize: started.elapsed().saturating_sub(decode_time),
@@ -336,6 +344,7 @@ fn upright(rgb: Cow<'_, RgbImage>) -> Decoded<'_> {
         rgb,
         orientation: Orientation::NoTransforms,
         stored_size,
+        scale: 1,
     }
 }
 

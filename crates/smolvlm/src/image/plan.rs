@@ -27,8 +27,9 @@ impl VisionParams {
     /// The pixel cap mtmd derives from a token budget (`image_max_pixels`),
     /// or `None` without a budget.
     fn max_pixels(&self) -> Option<u64> {
-        self.max_tiles
-            .map(|t| u64::from(t) * u64::from(self.tokens_per_tile) * u64::from(self.pixels_per_token))
+        self.max_tiles.map(|t| {
+            u64::from(t) * u64::from(self.tokens_per_tile) * u64::from(self.pixels_per_token)
+        })
     }
 }
 
@@ -188,7 +189,9 @@ pub fn is_fixed_point(planned: &TilePlan, vision: &VisionParams) -> bool {
 /// The largest tile budget that a token budget allows (the overview costs one tile's tokens).
 #[must_use]
 pub fn tiles_for_tokens(max_image_tokens: u32, tokens_per_tile: u32) -> u32 {
-    (max_image_tokens / tokens_per_tile.max(1)).saturating_sub(1).max(1)
+    (max_image_tokens / tokens_per_tile.max(1))
+        .saturating_sub(1)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -218,7 +221,10 @@ mod tests {
     #[test]
     fn design_examples() {
         let p = plan(4000, 3000, &smolvlm_256m()).unwrap();
-        assert_eq!((p.width, p.height, p.tiles(), p.image_tokens), (2048, 1536, 12, 832));
+        assert_eq!(
+            (p.width, p.height, p.tiles(), p.image_tokens),
+            (2048, 1536, 12, 832)
+        );
         let p = plan(640, 480, &tiny()).unwrap();
         assert_eq!((p.cols, p.rows, p.image_tokens), (4, 3, 52));
         let p = plan(300, 900, &tiny()).unwrap();
@@ -241,13 +247,22 @@ mod tests {
     #[test]
     fn a_tile_budget_is_respected_for_every_size() {
         for max_tiles in 1..=12 {
-            let vision = VisionParams { max_tiles: Some(max_tiles), ..smolvlm_256m() };
+            let vision = VisionParams {
+                max_tiles: Some(max_tiles),
+                ..smolvlm_256m()
+            };
             for w in (16..=6000).step_by(211) {
                 for h in [16, 100, 480, 1080, 3000, 6000] {
                     let p = plan(w, h, &vision).unwrap();
-                    assert!(p.tiles() <= max_tiles.max(1), "{w}x{h} budget {max_tiles}: {p:?}");
+                    assert!(
+                        p.tiles() <= max_tiles.max(1),
+                        "{w}x{h} budget {max_tiles}: {p:?}"
+                    );
                     assert!(p.tiles() >= 1);
-                    assert!(is_fixed_point(&p, &vision), "{w}x{h} budget {max_tiles}: {p:?}");
+                    assert!(
+                        is_fixed_point(&p, &vision),
+                        "{w}x{h} budget {max_tiles}: {p:?}"
+                    );
                 }
             }
         }

@@ -44,7 +44,8 @@ impl Resizer {
         } else {
             (width, height)
         };
-        let whole = crop.left == 0 && crop.top == 0 && (crop.width, crop.height) == src.dimensions();
+        let whole =
+            crop.left == 0 && crop.top == 0 && (crop.width, crop.height) == src.dimensions();
         let stored = if whole && (dw, dh) == src.dimensions() {
             src.clone()
         } else {

@@ -34,7 +34,10 @@ pub(crate) fn uniform_border(img: &RgbImage) -> Crop {
     }
     let bottom = (top..h).rev().find(|&y| !row(y)).map_or(h, |y| y + 1);
     let left = (0..w).find(|&x| !col(x, top, bottom)).unwrap_or(0);
-    let right = (left..w).rev().find(|&x| !col(x, top, bottom)).map_or(w, |x| x + 1);
+    let right = (left..w)
+        .rev()
+        .find(|&x| !col(x, top, bottom))
+        .map_or(w, |x| x + 1);
     Crop {
         left,
         top,
@@ -56,7 +59,10 @@ mod tests {
             }
         }
         let crop = uniform_border(&img);
-        assert_eq!((crop.left, crop.top, crop.width, crop.height), (5, 10, 90, 60));
+        assert_eq!(
+            (crop.left, crop.top, crop.width, crop.height),
+            (5, 10, 90, 60)
+        );
     }
 
     #[test]
