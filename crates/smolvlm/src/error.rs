@@ -148,6 +148,12 @@ pub enum ImageError {
         /// Where it came from: a quoted path, or "from memory".
         origin: String,
     },
+    /// mtmd's own loader (stb_image) could not decode the image.
+    #[error("mtmd's loader could not decode image {origin}")]
+    MtmdLoad {
+        /// Where it came from: a quoted path, or "from memory".
+        origin: String,
+    },
     /// The file ends before the image does (an interrupted copy or download).
     #[error("image {origin} is truncated: it ends before the image data does")]
     Truncated {
@@ -347,6 +353,7 @@ impl Error {
                 ImageError::UnknownFormat { .. } => "image_format",
                 ImageError::NoData { .. } => "image_no_data",
                 ImageError::Truncated { .. } => "image_truncated",
+                ImageError::MtmdLoad { .. } => "image_mtmd_load",
                 ImageError::TooLarge { .. } => "image_too_large",
                 ImageError::Resize(_) => "image_resize",
             },

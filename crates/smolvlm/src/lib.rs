@@ -18,6 +18,11 @@
 //! # Ok::<(), smolvlm::Error>(())
 //! ```
 //!
+//! A model can also be named by preset or Hugging Face Hub repo
+//! ([`Model::from_pretrained`], [`ModelSource`], [`HubOptions`]): it is
+//! downloaded once into the standard Hugging Face cache and verified before
+//! use, and works offline from there.
+//!
 //! The library never prints and installs no subscriber: stages emit
 //! `tracing` spans (`load`, `caption`, `prepare`, `tokenize`, `prefill`,
 //! `generate`) and llama.cpp's own log is routed into `tracing`, silent
@@ -27,19 +32,25 @@
 mod error;
 mod generation;
 pub mod gguf;
+mod hub;
 pub mod image;
 mod model;
 mod pair;
+mod preset;
 mod prompt;
 mod session;
+mod source;
 mod text;
 
 pub use crate::error::{CaptionError, Error, FileRole, ImageError, LoadError, Result, Stage};
 pub use crate::generation::{CancelToken, GenerationOptions};
+pub use crate::hub::{DownloadEvent, HubError, HubOptions, HubPair, DEFAULT_ENDPOINT};
 pub use crate::image::ImageInput;
 pub use crate::model::{LoadOptions, Model, ModelFiles, ModelInfo};
+pub use crate::preset::{FileSelector, NoMatch, Preset, DEFAULT_PRESET, DEFAULT_QUANTIZATION};
 pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
-pub use crate::session::{Caption, FinishReason, Session, Timings};
+pub use crate::session::{Caption, FinishReason, Session, Timings, TokenCount};
+pub use crate::source::{HubRepo, ModelSource, ResolvedModel};
 
 /// Compiles the README's Rust examples as doctests, so they stay true.
 #[doc = include_str!("../../../README.md")]

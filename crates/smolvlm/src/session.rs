@@ -71,6 +71,20 @@ pub struct Caption {
     pub timings: Timings,
 }
 
+/// What an image and prompt cost in tokens, from [`Session::tokenize`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TokenCount {
+    /// Tokens in the prompt, image tokens included.
+    pub prompt_tokens: usize,
+    /// Image embedding tokens.
+    pub image_tokens: usize,
+    /// Grid tiles (the overview not counted).
+    pub tiles: usize,
+    /// Time per stage (decode, resize, tokenize, total; the rest are zero).
+    pub timings: Timings,
+}
+
 /// One worker's llama context. It borrows its [`Model`], and it is neither
 /// `Send` nor `Sync`: the compiler keeps it on the thread that opened it.
 /// Open one per thread; they share the model's weights.
@@ -80,6 +94,7 @@ pub struct Caption {
 pub struct Session<'m> {
     model: &'m Model,
     preprocessor: Preprocessor,
+    image_options: ImageOptions,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     n_batch: u32,
@@ -126,6 +141,7 @@ impl<'m> Session<'m> {
         Ok(Self {
             model,
             preprocessor: model.preprocessor(ImageOptions::default()),
+            image_options: ImageOptions::default(),
             ctx,
             batch: LlamaBatch::new(n_batch as usize, 1),
             n_batch,
@@ -135,7 +151,8 @@ impl<'m> Session<'m> {
 
     /// Sets how this session decodes and shapes input images.
     pub fn set_image_options(&mut self, options: ImageOptions) {
-        self.preprocessor = self.model.preprocessor(options);
+        self.preprocessor = self.model.preprocessor(options.clone());
+        self.image_options = options;
     }
 
     /// Captions one image.
@@ -179,27 +196,8 @@ impl<'m> Session<'m> {
         let watchdog = options.watchdog(started);
         let mut timings = Timings::default();
 
-        let bitmap = {
-            let _span = tracing::debug_span!("prepare").entered();
-            let prepared = self.preprocessor.prepare(image.into())?;
-            timings.decode = prepared.timings().decode;
-            timings.resize = prepared.timings().resize;
-            let rgb = prepared.image();
-            MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw()).map_err(|_| {
-                ImageError::BufferSize {
-                    width: rgb.width(),
-                    height: rgb.height(),
-                    expected: rgb.width() as usize * rgb.height() as usize * 3,
-                    actual: rgb.as_raw().len(),
-                }
-            })?
-        };
-
-        watchdog.check(Stage::Tokenize)?;
-        let t = Instant::now();
-        let prompt = render(self.model.chat_template(), &prompt.into())?;
-        let tokenized = self.tokenize(&prompt, &bitmap)?;
-        timings.tokenize = t.elapsed();
+        let tokenized =
+            self.tokenize_input(image.into(), prompt.into(), &watchdog, &mut timings)?;
 
         // Whatever a previous (possibly failed) caption left behind goes now.
         self.ctx.clear_kv_cache();
@@ -222,8 +220,101 @@ impl<'m> Session<'m> {
         })
     }
 
+    /// Counts what an image and prompt cost, without encoding the image:
+    /// decodes and resizes the image, and runs mtmd's preprocessing and
+    /// tokenization. Use it to check a prompt fits, or to measure those stages.
+    ///
+    /// # Errors
+    ///
+    /// As [`caption`](Self::caption), short of encoding and generation.
+    pub fn tokenize<'i>(
+        &mut self,
+        image: impl Into<ImageInput<'i>>,
+        prompt: impl Into<Prompt>,
+    ) -> Result<TokenCount> {
+        let started = Instant::now();
+        let options = GenerationOptions::default();
+        let watchdog = options.watchdog(started);
+        let mut timings = Timings::default();
+        let tokenized =
+            self.tokenize_input(image.into(), prompt.into(), &watchdog, &mut timings)?;
+        timings.total = started.elapsed();
+        Ok(TokenCount {
+            prompt_tokens: tokenized.chunks.total_tokens() + tokenized.tail.len(),
+            image_tokens: tokenized.image_tokens,
+            tiles: tokenized.tiles,
+            timings,
+        })
+    }
+
+    /// Prepares the image, renders the prompt and tokenizes both.
+    fn tokenize_input(
+        &mut self,
+        image: ImageInput<'_>,
+        prompt: Prompt,
+        watchdog: &Watchdog<'_>,
+        timings: &mut Timings,
+    ) -> Result<Tokenized> {
+        let bitmap = {
+            let _span = tracing::debug_span!("prepare").entered();
+            self.bitmap(image, timings)?
+        };
+        watchdog.check(Stage::Tokenize)?;
+        let t = Instant::now();
+        let prompt = render(self.model.chat_template(), &prompt)?;
+        let tokenized = self.tokenize_chunks(&prompt, &bitmap)?;
+        timings.tokenize = t.elapsed();
+        Ok(tokenized)
+    }
+
+    /// The image as an mtmd bitmap: prepared here, or (with
+    /// [`ImageOptions::with_mtmd_loader`]) loaded by mtmd itself.
+    fn bitmap(&mut self, image: ImageInput<'_>, timings: &mut Timings) -> Result<MtmdBitmap> {
+        if self.image_options.mtmd_loader() {
+            let t = Instant::now();
+            let (bytes, origin) = match image {
+                ImageInput::Path(path) => (
+                    std::borrow::Cow::Owned(std::fs::read(path).map_err(|source| {
+                        ImageError::Read {
+                            path: path.to_path_buf(),
+                            source,
+                        }
+                    })?),
+                    format!("'{}'", path.display()),
+                ),
+                ImageInput::Bytes(bytes) => {
+                    (std::borrow::Cow::Borrowed(bytes), "from memory".to_owned())
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "mtmd_loader",
+                        "mtmd's loader takes only paths and encoded bytes",
+                    ))
+                }
+            };
+            let bitmap = MtmdBitmap::from_buffer(&self.model.mtmd(), &bytes, false)
+                .map_err(|_| ImageError::MtmdLoad { origin })?;
+            timings.decode = t.elapsed();
+            return Ok(bitmap);
+        }
+        let prepared = self.preprocessor.prepare(image)?;
+        timings.decode = prepared.timings().decode;
+        timings.resize = prepared.timings().resize;
+        let rgb = prepared.image();
+        Ok(
+            MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw()).map_err(|_| {
+                ImageError::BufferSize {
+                    width: rgb.width(),
+                    height: rgb.height(),
+                    expected: rgb.width() as usize * rgb.height() as usize * 3,
+                    actual: rgb.as_raw().len(),
+                }
+            })?,
+        )
+    }
+
     /// Tokenizes text and image, and checks every limit llama.cpp would abort on.
-    fn tokenize(&self, prompt: &RenderedPrompt, bitmap: &MtmdBitmap) -> Result<Tokenized> {
+    fn tokenize_chunks(&self, prompt: &RenderedPrompt, bitmap: &MtmdBitmap) -> Result<Tokenized> {
         let _span = tracing::debug_span!("tokenize").entered();
         let chunks = {
             let mtmd = self.model.mtmd();

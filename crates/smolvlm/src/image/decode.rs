@@ -47,6 +47,9 @@ pub(crate) struct Decoded<'a> {
     pub scale: u32,
 }
 
+/// Maps an image's upright full size to the size it will be resized to.
+pub(crate) type TargetSize<'a> = &'a dyn Fn(u32, u32) -> Option<(u32, u32)>;
+
 /// What the caller wants decoded: bytes and where they came from.
 pub(crate) struct Source<'a> {
     pub bytes: &'a [u8],
@@ -59,7 +62,7 @@ pub(crate) struct Source<'a> {
 pub(crate) fn decode(
     src: &Source<'_>,
     options: &ImageOptions,
-    target: Option<&dyn Fn(u32, u32) -> Option<(u32, u32)>>,
+    target: Option<TargetSize<'_>>,
 ) -> Result<Decoded<'static>, ImageError> {
     if src.bytes.is_empty() {
         return Err(ImageError::NoData {
@@ -125,7 +128,7 @@ fn decode_full(
 fn decode_jpeg_scaled(
     src: &Source<'_>,
     limits: &DecodeLimits,
-    target: &dyn Fn(u32, u32) -> Option<(u32, u32)>,
+    target: TargetSize<'_>,
 ) -> Result<Option<Decoded<'static>>, ImageError> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(src.bytes));
     if decoder.read_info().is_err() {

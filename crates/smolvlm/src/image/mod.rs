@@ -33,7 +33,7 @@ pub use self::decode::DecodeLimits;
 pub use self::input::ImageInput;
 pub use self::plan::{is_fixed_point, plan, tiles_for_tokens, TilePlan, VisionParams};
 
-use self::decode::{decode, flatten, swaps_axes, Decoded, Source};
+use self::decode::{decode, flatten, swaps_axes, Decoded, Source, TargetSize};
 use self::resize::{Crop, Resizer};
 use crate::error::ImageError;
 
@@ -53,6 +53,7 @@ pub struct ImageOptions {
     smart_crop: bool,
     stretch_to: Option<(u32, u32)>,
     presize: bool,
+    mtmd_loader: bool,
 }
 
 impl Default for ImageOptions {
@@ -64,6 +65,7 @@ impl Default for ImageOptions {
             smart_crop: false,
             stretch_to: None,
             presize: true,
+            mtmd_loader: false,
         }
     }
 }
@@ -116,6 +118,22 @@ impl ImageOptions {
     pub fn with_presize(mut self, on: bool) -> Self {
         self.presize = on;
         self
+    }
+
+    /// Let mtmd load files and bytes itself (stb_image: no EXIF orientation,
+    /// alpha dropped, no decoding limits) and resize them itself, exactly as
+    /// `llama-mtmd-cli` does. For parity checks and comparisons; default off.
+    /// Decoded inputs ([`ImageInput::Rgb`] and the like) are refused with it.
+    #[must_use]
+    pub fn with_mtmd_loader(mut self, on: bool) -> Self {
+        self.mtmd_loader = on;
+        self
+    }
+
+    /// Whether mtmd's own loader is used.
+    #[must_use]
+    pub fn mtmd_loader(&self) -> bool {
+        self.mtmd_loader
     }
 
     /// Whether uniform borders are trimmed.
@@ -256,7 +274,7 @@ impl Preprocessor {
         let target = |w: u32, h: u32| self.plan(w, h).map(|p| (p.width, p.height));
         // Trimming needs full-resolution pixels to find the borders, and
         // without a presize mtmd gets the image as decoded.
-        let target: Option<&dyn Fn(u32, u32) -> Option<(u32, u32)>> =
+        let target: Option<TargetSize<'_>> =
             (self.options.presize && !self.options.smart_crop).then_some(&target);
         decode(&Source { bytes, origin }, &self.options, target)
     }
@@ -277,12 +295,7 @@ impl Preprocessor {
         let crop = if self.options.smart_crop {
             trim::uniform_border(&decoded.rgb)
         } else {
-            Crop {
-                left: 0,
-                top: 0,
-                width: w,
-                height: h,
-            }
+            Crop::whole(&decoded.rgb)
         };
         // Plan from the full-resolution upright size of what is kept, so a
         // reduced-scale JPEG decode plans exactly like a full one.
@@ -306,19 +319,19 @@ impl Preprocessor {
                 width: w,
                 height: h,
             })?;
-        let size = if self.options.presize {
-            (plan.width, plan.height)
+        let sizes: Vec<(u32, u32)> = if self.options.presize {
+            plan.first_pass
+                .into_iter()
+                .chain([(plan.width, plan.height)])
+                .collect()
+        } else if swaps_axes(decoded.orientation) {
+            vec![(crop.height, crop.width)]
         } else {
-            (crop.width, crop.height)
-        };
-        let size = if !self.options.presize && swaps_axes(decoded.orientation) {
-            (size.1, size.0)
-        } else {
-            size
+            vec![(crop.width, crop.height)]
         };
         let rgb = self
             .resizer
-            .resize(&decoded.rgb, crop, decoded.orientation, size)?;
+            .resize(&decoded.rgb, crop, decoded.orientation, &sizes)?;
         let source_size = if swaps_axes(decoded.orientation) {
             (sh, sw)
         } else {

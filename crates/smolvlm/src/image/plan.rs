@@ -46,6 +46,10 @@ pub struct TilePlan {
     pub rows: u32,
     /// Image tokens: every tile plus the downscaled overview.
     pub image_tokens: u32,
+    /// Where mtmd (like the reference Idefics3 processor) resizes in two
+    /// passes, the first pass's size: the longest edge scaled to the
+    /// preprocessor's, before stretching to whole tiles.
+    pub first_pass: Option<(u32, u32)>,
 }
 
 impl TilePlan {
@@ -70,6 +74,7 @@ impl TilePlan {
 pub fn plan(width: u32, height: u32, vision: &VisionParams) -> Option<TilePlan> {
     let tile = vision.tile_size;
     let (mut w, mut h) = mtmd_size(width, height, vision)?;
+    let refined = (w, h);
     // mtmd re-plans the image we hand it. On its longest-edge path the
     // planned size maps onto itself; on the pixel-budget path it may not
     // (it can also exceed the budget for panoramas), so follow mtmd's map,
@@ -83,12 +88,19 @@ pub fn plan(width: u32, height: u32, vision: &VisionParams) -> Option<TilePlan> 
         }
     }
     let (cols, rows) = (w / tile, h / tile);
+    let first_pass = match (vision.longest_edge, vision.max_pixels()) {
+        (Some(edge), None) if (w, h) == refined => {
+            Some(scaled_to_edge(width, height, edge)).filter(|size| *size != (w, h))
+        }
+        _ => None,
+    };
     Some(TilePlan {
         width: w,
         height: h,
         cols,
         rows,
         image_tokens: (cols * rows + 1) * vision.tokens_per_tile,
+        first_pass,
     })
 }
 
@@ -121,17 +133,26 @@ fn mtmd_size(width: u32, height: u32, vision: &VisionParams) -> Option<(u32, u32
 /// mtmd's simple path: longest side to `edge` (height or width made even),
 /// then up to whole tiles.
 fn longest_edge_size(width: u32, height: u32, edge: u32, tile: u32) -> (u32, u32) {
-    // Same types as the C++: a double aspect ratio, `(int)` truncation.
+    let (w, h) = scaled_to_edge(width, height, edge);
+    (
+        ceil_tiles(i64::from(w), tile),
+        ceil_tiles(i64::from(h), tile),
+    )
+}
+
+/// The longest side scaled to `edge`, the other made even: mtmd's first
+/// resize. In the C++'s types: a double aspect ratio, `(int)` truncation.
+fn scaled_to_edge(width: u32, height: u32, edge: u32) -> (u32, u32) {
     let aspect = f64::from(width) / f64::from(height);
-    let edge_i = i64::from(edge);
-    let (w, h) = if width >= height {
-        let h = (f64::from(edge) / aspect) as i64;
-        (edge_i, h + h % 2)
-    } else {
-        let w = (f64::from(edge) * aspect) as i64;
-        (w + w % 2, edge_i)
+    let even = |v: f64| {
+        let v = v as u32;
+        v + v % 2
     };
-    (ceil_tiles(w, tile), ceil_tiles(h, tile))
+    if width >= height {
+        (edge, even(f64::from(edge) / aspect))
+    } else {
+        (even(f64::from(edge) * aspect), edge)
+    }
 }
 
 fn ceil_tiles(n: i64, tile: u32) -> u32 {

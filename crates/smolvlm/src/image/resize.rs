@@ -23,6 +23,18 @@ pub(crate) struct Crop {
     pub height: u32,
 }
 
+impl Crop {
+    /// All of `img`.
+    pub(crate) fn whole(img: &RgbImage) -> Self {
+        Self {
+            left: 0,
+            top: 0,
+            width: img.width(),
+            height: img.height(),
+        }
+    }
+}
+
 /// A resizer that keeps its scratch buffers between images.
 #[derive(Debug, Default)]
 pub(crate) struct Resizer {
@@ -30,26 +42,38 @@ pub(crate) struct Resizer {
 }
 
 impl Resizer {
-    /// Resizes the `crop` of `src` (stored orientation) so that, once
-    /// `orientation` is applied, it is `width` × `height`; then applies it.
+    /// Resizes the `crop` of `src` (stored orientation) through each of
+    /// `sizes` in turn (upright sizes: mtmd resizes in up to two passes),
+    /// then applies `orientation`.
     pub(crate) fn resize(
         &mut self,
         src: &RgbImage,
         crop: Crop,
         orientation: Orientation,
-        (width, height): (u32, u32),
+        sizes: &[(u32, u32)],
     ) -> Result<RgbImage, ImageError> {
-        let (dw, dh) = if swaps_axes(orientation) {
-            (height, width)
-        } else {
-            (width, height)
+        let stored = |(w, h): (u32, u32)| {
+            if swaps_axes(orientation) {
+                (h, w)
+            } else {
+                (w, h)
+            }
         };
-        let whole =
-            crop.left == 0 && crop.top == 0 && (crop.width, crop.height) == src.dimensions();
-        let stored = if whole && (dw, dh) == src.dimensions() {
-            src.clone()
-        } else {
-            self.resize_stored(src, crop, (dw, dh))?
+        let mut current: Option<RgbImage> = None;
+        for &size in sizes {
+            let size = stored(size);
+            let (from, from_crop) = match &current {
+                Some(img) => (img, Crop::whole(img)),
+                None => (src, crop),
+            };
+            if from_crop != Crop::whole(from) || size != from.dimensions() {
+                current = Some(self.resize_stored(from, from_crop, size)?);
+            }
+        }
+        let stored = match current {
+            Some(img) => img,
+            None if crop == Crop::whole(src) => src.clone(),
+            None => self.resize_stored(src, crop, (crop.width, crop.height))?,
         };
         Ok(orient(stored, orientation))
     }

@@ -12,12 +12,7 @@ const TOLERANCE: u8 = 12;
 /// the top-left pixel. The whole image when nothing (or everything) matches.
 pub(crate) fn uniform_border(img: &RgbImage) -> Crop {
     let (w, h) = img.dimensions();
-    let whole = Crop {
-        left: 0,
-        top: 0,
-        width: w,
-        height: h,
-    };
+    let whole = Crop::whole(img);
     let Some(&border) = img.get_pixel_checked(0, 0) else {
         return whole;
     };
