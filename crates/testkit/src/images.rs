@@ -41,7 +41,7 @@ pub fn noise(w: u32, h: u32, seed: u64) -> RgbImage {
 pub fn checkerboard(w: u32, h: u32, cell: u32) -> RgbImage {
     let cell = cell.max(1);
     RgbImage::from_fn(w, h, |x, y| {
-        if (x / cell + y / cell) % 2 == 0 {
+        if (x / cell + y / cell).is_multiple_of(2) {
             Rgb([255, 255, 255])
         } else {
             Rgb([0, 0, 0])

@@ -176,15 +176,16 @@ impl TinyModelSpec {
         ];
         check(nonzero.iter().all(|&d| d > 0), "every size must be > 0")?;
         check(
-            self.text_embd % self.text_heads == 0 && (self.text_embd / self.text_heads) % 2 == 0,
+            self.text_embd.is_multiple_of(self.text_heads)
+                && (self.text_embd / self.text_heads).is_multiple_of(2),
             "text_heads must divide text_embd into an even head size (RoPE rotates pairs)",
         )?;
         check(
-            self.text_heads % self.text_kv_heads == 0,
+            self.text_heads.is_multiple_of(self.text_kv_heads),
             "text_kv_heads must divide text_heads",
         )?;
         check(
-            self.vision_embd % self.vision_heads == 0,
+            self.vision_embd.is_multiple_of(self.vision_heads),
             "vision_heads must divide vision_embd",
         )?;
         check(
@@ -192,11 +193,12 @@ impl TinyModelSpec {
             "vision_ff must differ from vision_embd (clip.cpp would swap ffn up/down)",
         )?;
         check(
-            self.tile_size % self.patch_size == 0,
+            self.tile_size.is_multiple_of(self.patch_size),
             "patch_size must divide tile_size",
         )?;
         check(
-            self.scale_factor > 1 && (self.tile_size / self.patch_size) % self.scale_factor == 0,
+            self.scale_factor > 1
+                && (self.tile_size / self.patch_size).is_multiple_of(self.scale_factor),
             "scale_factor must be > 1 and divide tile_size / patch_size",
         )
     }
