@@ -1,51 +1,31 @@
 //! Per-image preparation: our decode + orient + resize against mtmd's own
-//! loader (stb_image) and scalar resize, on the tiny test model, in one run.
+//! loader (stb_image) and scalar resize, in one run.
 //!
-//! `cargo bench --bench prepare`. The images are generated here; nothing is downloaded.
+//! `cargo bench --bench prepare`. The images are generated here; nothing is
+//! downloaded. The tiny test model runs by default; see `benches/util/mod.rs`
+//! for naming a real one (only its tiling parameters matter here).
 
 // Bench code: a failure is a failed run.
 #![allow(clippy::expect_used)]
 
+#[allow(dead_code)]
+mod util;
+
 use std::hint::black_box;
-use std::io::Cursor;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use image::{ImageFormat, RgbImage};
+use image::ImageFormat;
 use smolvlm::image::ImageOptions;
-use smolvlm::{LoadOptions, Model, ModelFiles, Prompt};
-use smolvlm_testkit::images::{gradient, noise};
 
-const PROMPT: &str =
-    "<|im_start|>User:<__media__>Describe this image.<end_of_utterance>\nAssistant:";
-
-/// A camera-like picture: smooth gradients plus fine texture.
-fn photo(w: u32, h: u32) -> RgbImage {
-    let (g, n) = (gradient(w, h), noise(w, h, 3));
-    RgbImage::from_fn(w, h, |x, y| {
-        let (a, b) = (g.get_pixel(x, y), n.get_pixel(x, y));
-        image::Rgb([0, 1, 2].map(|c| a[c] / 4 * 3 + b[c] / 4))
-    })
-}
-
-fn encoded(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    match format {
-        ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-            .encode_image(img)
-            .expect("encode jpeg"),
-        _ => img.write_to(&mut out, format).expect("encode"),
-    }
-    out.into_inner()
-}
+use util::{BenchModel, ImageFile, PROMPT};
 
 fn bench(c: &mut Criterion) {
-    let pair = smolvlm_testkit::tiny_model();
-    let model = Model::load(
-        &ModelFiles::new(pair.model, pair.mmproj),
-        &LoadOptions::default().with_threads(2),
-    )
-    .expect("load the tiny model");
+    let Some(bench_model) = BenchModel::from_env() else {
+        return;
+    };
+    println!("{}", bench_model.describe());
+    let model = bench_model.load();
     let mut ours = model.session().expect("session");
     let mut mtmd = model.session().expect("session");
     mtmd.set_image_options(ImageOptions::default().with_mtmd_loader(true));
@@ -54,49 +34,33 @@ fn bench(c: &mut Criterion) {
     let mut prep = model.preprocessor(ImageOptions::default());
     let mut full = model.preprocessor(ImageOptions::default().with_fast_jpeg(false));
 
-    let cases = [
-        ("jpeg-4000x3000", photo(4000, 3000), ImageFormat::Jpeg),
-        ("png-640x480", photo(640, 480), ImageFormat::Png),
+    let images = [
+        ImageFile::photo(4000, 3000, ImageFormat::Jpeg),
+        ImageFile::photo(640, 480, ImageFormat::Png),
     ];
-    for (name, pixels, format) in &cases {
-        let bytes = encoded(pixels, *format);
-        let prepared = prep.prepare(bytes.as_slice().into()).expect("prepare");
+    for image in &images {
+        let (pixels, bytes) = (&image.pixels, image.bytes.as_slice());
+        let prepared = prep.prepare(bytes.into()).expect("prepare");
         // Same tiles either way.
-        let a = ours
-            .tokenize(bytes.as_slice(), Prompt::raw(PROMPT))
-            .expect("tokenize");
-        let b = mtmd
-            .tokenize(bytes.as_slice(), Prompt::raw(PROMPT))
-            .expect("tokenize");
+        let a = ours.tokenize(bytes, PROMPT).expect("tokenize");
+        let b = mtmd.tokenize(bytes, PROMPT).expect("tokenize");
         assert_eq!((a.tiles, a.image_tokens), (b.tiles, b.image_tokens));
 
-        let mut g = c.benchmark_group(format!("prepare/{name}"));
+        let mut g = c.benchmark_group(format!("prepare/{}", image.name));
         g.sample_size(20).measurement_time(Duration::from_secs(6));
         // Whole preparation up to mtmd's tokens: file bytes in, chunks out.
         g.bench_function("ours: decode+orient+resize, then mtmd tokenize", |b| {
-            b.iter(|| {
-                ours.tokenize(black_box(bytes.as_slice()), Prompt::raw(PROMPT))
-                    .expect("tokenize")
-            })
+            b.iter(|| ours.tokenize(black_box(bytes), PROMPT).expect("tokenize"))
         });
         g.bench_function("mtmd: stb load+scalar resize, tokenize", |b| {
-            b.iter(|| {
-                mtmd.tokenize(black_box(bytes.as_slice()), Prompt::raw(PROMPT))
-                    .expect("tokenize")
-            })
+            b.iter(|| mtmd.tokenize(black_box(bytes), PROMPT).expect("tokenize"))
         });
         // The stages on their own.
         g.bench_function("ours: decode+orient+resize", |b| {
-            b.iter(|| {
-                prep.prepare(black_box(bytes.as_slice()).into())
-                    .expect("prepare")
-            })
+            b.iter(|| prep.prepare(black_box(bytes).into()).expect("prepare"))
         });
         g.bench_function("ours: full-scale decode+orient+resize", |b| {
-            b.iter(|| {
-                full.prepare(black_box(bytes.as_slice()).into())
-                    .expect("prepare")
-            })
+            b.iter(|| full.prepare(black_box(bytes).into()).expect("prepare"))
         });
         g.bench_function("ours: resize only (decoded RGB in)", |b| {
             b.iter(|| prep.prepare(black_box(pixels).into()).expect("prepare"))
@@ -104,13 +68,13 @@ fn bench(c: &mut Criterion) {
         g.bench_function("mtmd: resize+tokenize (decoded RGB in)", |b| {
             b.iter(|| {
                 mtmd_resize
-                    .tokenize(black_box(pixels), Prompt::raw(PROMPT))
+                    .tokenize(black_box(pixels), PROMPT)
                     .expect("tokenize")
             })
         });
         g.bench_function("mtmd: tokenize of a presized image", |b| {
             b.iter(|| {
-                ours.tokenize(black_box(&prepared), Prompt::raw(PROMPT))
+                ours.tokenize(black_box(&prepared), PROMPT)
                     .expect("tokenize")
             })
         });

@@ -65,9 +65,16 @@ fn a_bad_image_among_good_ones_exits_1_and_the_rest_are_captioned() {
     std::fs::write(&bad, b"not an image").unwrap();
     write_png(&noise(320, 240, 1), &b).unwrap();
     let f = files();
+    // Piped stdout gets JSONL records by default; txt keeps `PATH: caption`.
     let out = smolvlm(&caption_args(
         &f,
-        &[a.as_os_str(), bad.as_os_str(), b.as_os_str()],
+        &[
+            "--format".as_ref(),
+            "txt".as_ref(),
+            a.as_os_str(),
+            bad.as_os_str(),
+            b.as_os_str(),
+        ],
     ));
     assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -6,6 +6,7 @@
 
 mod util;
 
+mod batch;
 mod caption;
 mod cli;
 mod concurrency;
@@ -14,3 +15,4 @@ mod hub;
 mod hub_server;
 mod image;
 mod parity;
+mod reliability;

@@ -31,6 +31,12 @@ pub enum FinishReason {
 }
 
 /// Time spent in each stage of one caption.
+///
+/// For an input that was already a
+/// [`PreparedImage`](crate::image::PreparedImage), `decode` and `resize` are
+/// the times its preparation took, wherever it ran (a batch prepares images on
+/// another thread), and `total`, the time of this call, does not include
+/// them. For every other input the stages add up to at most `total`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Timings {

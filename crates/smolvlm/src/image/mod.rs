@@ -266,6 +266,24 @@ impl Preprocessor {
         self.finish(decoded, decode_time, started)
     }
 
+    /// Like [`prepare`](Self::prepare) for the bytes of a file the caller has
+    /// already read (to hash it, say): errors name `path` rather than "from
+    /// memory", and the file is not read a second time.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError`] naming `path` and what is wrong.
+    pub fn prepare_file_bytes(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<PreparedImage, ImageError> {
+        let started = Instant::now();
+        let decoded = self.decode_bytes(bytes, &|| quoted(path))?;
+        let decode_time = started.elapsed();
+        self.finish(decoded, decode_time, started)
+    }
+
     fn decode_bytes(
         &self,
         bytes: &[u8],

@@ -1,0 +1,183 @@
+//! What each subcommand accepts on the command line.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::shard::Shard;
+
+/// Caption images with SmolVLM, in-process through llama.cpp's mtmd.
+#[derive(Debug, Parser)]
+#[command(name = "smolvlm", version, about)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Caption images, folders and datasets: one record per image, resumable.
+    Caption(Box<CaptionArgs>),
+    /// Show what a model pair is and how it would run, then caption a test image.
+    Info(InfoArgs),
+    /// Download a model into the Hugging Face cache and print where its files are.
+    Fetch(FetchArgs),
+}
+
+/// Where the model comes from and how it loads (shared by `caption` and `info`).
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A preset name, a Hub repo (OWNER/NAME[@REVISION][:QUANT]), or a local
+    /// text model GGUF (then --mmproj too) [default: the config's
+    /// smolvlm_version, else SmolVLM-256M-Instruct].
+    #[arg(short, long, value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+    /// The vision projector GGUF (mmproj), for a local --model file.
+    #[arg(long, value_name = "MMPROJ.gguf")]
+    pub mmproj: Option<PathBuf>,
+    /// The old Python configuration (JSON, or TOML with the same keys); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Use only the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1 does).
+    #[arg(long)]
+    pub offline: bool,
+    /// CPU threads per session [default: all cores, divided among --parallel sessions].
+    #[arg(short, long)]
+    pub threads: Option<NonZeroU32>,
+    /// Context size in tokens (prompt + image + caption).
+    #[arg(long, default_value_t = 4096)]
+    pub ctx_size: u32,
+    /// The token budget: at most this many image tiles (plus the overview) per image.
+    #[arg(long, value_name = "N")]
+    pub max_tiles: Option<NonZeroU32>,
+    /// Text-model layers to offload to a GPU build's device.
+    #[arg(long)]
+    pub gpu_layers: Option<u32>,
+    /// Run the vision encoder on the CPU even in a GPU build.
+    #[arg(long)]
+    pub no_vision_gpu: bool,
+}
+
+/// `smolvlm info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Skip the one-image self-test.
+    #[arg(long)]
+    pub no_self_test: bool,
+}
+
+/// `smolvlm fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// A preset name or a Hub repo (OWNER/NAME[@REVISION][:QUANT]).
+    #[arg(value_name = "MODEL", default_value = smolvlm::DEFAULT_PRESET)]
+    pub model: String,
+    /// Use only the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1 does).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// How records are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// A header, then one row per image.
+    Csv,
+    /// `PATH: caption` per line; a single image's caption alone.
+    Txt,
+}
+
+/// `smolvlm caption`.
+#[derive(Debug, Args)]
+pub struct CaptionArgs {
+    /// Images, directories (walked recursively), glob patterns ('photos/**/*.jpg'),
+    /// or '-' to read paths from stdin, one per line.
+    #[arg(value_name = "PATH", required_unless_present = "print_config")]
+    pub paths: Vec<PathBuf>,
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The instruction, rendered with the model's chat template (image first)
+    /// [default: the preset's, else "Describe this image."].
+    #[arg(short, long)]
+    pub prompt: Option<String>,
+    /// A fully rendered prompt used verbatim; must contain <__media__> once.
+    #[arg(long, conflicts_with = "prompt")]
+    pub raw_prompt: Option<String>,
+    /// Most tokens to generate per image [default: the preset's, else 256].
+    #[arg(short = 'n', long)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature; 0 is greedy (deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Top-k sampling (0 disables).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u32,
+    /// Top-p (nucleus) sampling (1 disables).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Min-p sampling (0 disables).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// Repeat penalty (1 disables).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u32,
+    /// Stop generating at this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Per-image deadline in seconds [default: the config's timeout, else none].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Trim uniform borders before tiling [default: the config's smart_crop, else false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub smart_crop: Option<bool>,
+    /// Caption N images at once: N sessions on N threads, sharing one model.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub parallel: NonZeroU32,
+    /// Threads that decode and resize upcoming images while the model works;
+    /// 0 prepares each image on its captioning thread, in turn.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub prep_threads: u32,
+    /// Write records to FILE (appending and resuming if it exists) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Record format [default: from the --output extension (.csv, .txt), else
+    /// jsonl; on stdout txt for one image file or a terminal, else jsonl].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Also write each caption beside its image: photo.jpg -> photo.txt.
+    #[arg(long)]
+    pub sidecar: bool,
+    /// Start over: truncate --output and rewrite existing sidecars.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// Skip images already recorded (same path and content) in --output; the default.
+    #[arg(long)]
+    pub resume: bool,
+    /// On resume, caption again the images whose last record is an error.
+    #[arg(long)]
+    pub retry_errors: bool,
+    /// Caption only shard I of N (0-based): a stable split by relative path.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// No progress bar, progress lines or summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the effective settings (config file, then flags) as JSON and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}

@@ -1,0 +1,333 @@
+//! The batch pipeline: prepare ahead, caption in parallel, record in order of completion.
+//!
+//! ```text
+//! jobs ─► prep threads (read, hash, resume check, decode, resize)
+//!      ─► bounded queue (--parallel slots: memory stays flat)
+//!      ─► N caption threads, one Session each, sharing the Model
+//!      ─► events ─► the calling thread: records, sidecars, progress
+//! ```
+//!
+//! With `--prep-threads 0` each caption thread prepares its own images in
+//! turn (the sequential baseline). A stop (a signal, or a record that cannot
+//! be written) cancels the captions in flight through the shared
+//! [`CancelToken`]: they end with no record and are captioned on the next run.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use smolvlm::image::{ImageOptions, PreparedImage, Preprocessor};
+use smolvlm::{CancelToken, CaptionError, GenerationOptions, ImageError, Model, Prompt};
+
+use crate::ledger::{Ledger, Prior};
+use crate::output::write_sidecar;
+use crate::records::{Captioned, Outcome, Record};
+
+/// One image to caption.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The file.
+    pub path: PathBuf,
+    /// Where its caption goes beside it, with `--sidecar`.
+    pub sidecar: Option<PathBuf>,
+}
+
+/// Everything the pipeline needs.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// The loaded model, shared by every session.
+    pub model: &'a Model,
+    /// The images, in order.
+    pub jobs: Vec<Job>,
+    /// What earlier runs recorded.
+    pub ledger: &'a Ledger,
+    /// How images are decoded and shaped.
+    pub image: ImageOptions,
+    /// The prompt.
+    pub prompt: Prompt,
+    /// How captions are generated, without the cancel token.
+    pub generation: GenerationOptions,
+    /// Sessions captioning at once.
+    pub parallel: usize,
+    /// Threads preparing images ahead; 0 prepares on the caption threads.
+    pub prep_threads: usize,
+    /// Caption again the images whose last record is an error.
+    pub retry_errors: bool,
+    /// Skip images whose sidecar exists (sidecars without a record file).
+    pub skip_existing_sidecars: bool,
+    /// Set by a signal: take no new image.
+    pub stop: &'a AtomicBool,
+    /// Cancelled with `stop`: abandons the captions in flight.
+    pub cancel: CancelToken,
+}
+
+/// What the pipeline reports to the calling thread.
+#[derive(Debug)]
+pub enum Event {
+    /// An image was captioned or failed in this run.
+    Record(Box<Record>),
+    /// An image was recorded by an earlier run (or has its sidecar).
+    Skipped(Prior),
+    /// The run cannot go on (no session could be opened).
+    Fatal(String),
+}
+
+/// The calling thread's side: it writes records and draws progress.
+pub trait Observer {
+    /// Handles one event; `false` stops the run (say, the output cannot be written).
+    fn on_event(&mut self, event: Event) -> bool;
+    /// Called about every quarter second while the run goes on.
+    fn on_tick(&mut self);
+}
+
+/// An image as the prep stage hands it on: ready to caption, or already done.
+enum Prepared {
+    Ready {
+        job: Job,
+        label: String,
+        sha256: String,
+        image: Box<PreparedImage>,
+    },
+    Done(Event),
+}
+
+/// Runs the plan to its end or until stopped, reporting to `observer` on this thread.
+pub fn run(plan: Plan<'_>, observer: &mut dyn Observer) {
+    let generation = plan.generation.clone().with_cancel(plan.cancel.clone());
+    let jobs = Mutex::new(plan.jobs.iter().cloned().collect::<VecDeque<Job>>());
+    let (events_tx, events_rx) = mpsc::channel::<Event>();
+    let plan = &plan;
+    std::thread::scope(|scope| {
+        let queue = if plan.prep_threads == 0 {
+            None
+        } else {
+            let (tx, rx) = mpsc::sync_channel::<Prepared>(plan.parallel);
+            for _ in 0..plan.prep_threads {
+                let (tx, jobs) = (tx.clone(), &jobs);
+                scope.spawn(move || prep_worker(plan, jobs, &tx));
+            }
+            Some(std::sync::Arc::new(Mutex::new(rx)))
+        };
+        for _ in 0..plan.parallel {
+            let source = match &queue {
+                Some(rx) => Source::Queue(rx.clone()),
+                None => Source::Inline(&jobs),
+            };
+            let (events, generation) = (events_tx.clone(), &generation);
+            scope.spawn(move || caption_worker(plan, source, generation, &events));
+        }
+        // Only the workers hold the queue and the event senders now, so
+        // both close when the workers end.
+        drop(queue);
+        drop(events_tx);
+        observe(plan, &events_rx, observer);
+    });
+}
+
+fn observe(plan: &Plan<'_>, events: &Receiver<Event>, observer: &mut dyn Observer) {
+    loop {
+        match events.recv_timeout(Duration::from_millis(250)) {
+            Ok(event) => {
+                if !observer.on_event(event) {
+                    stop(plan);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => observer.on_tick(),
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+fn stop(plan: &Plan<'_>) {
+    plan.stop.store(true, Ordering::SeqCst);
+    plan.cancel.cancel();
+}
+
+fn stopped(plan: &Plan<'_>) -> bool {
+    plan.stop.load(Ordering::SeqCst)
+}
+
+fn next_job(jobs: &Mutex<VecDeque<Job>>) -> Option<Job> {
+    jobs.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop_front()
+}
+
+fn prep_worker(plan: &Plan<'_>, jobs: &Mutex<VecDeque<Job>>, queue: &SyncSender<Prepared>) {
+    let mut prep = plan.model.preprocessor(plan.image.clone());
+    while !stopped(plan) {
+        let Some(job) = next_job(jobs) else { break };
+        // A closed queue means the caption threads have stopped.
+        if queue.send(prepare(plan, &mut prep, job)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Where a caption thread takes its next image from.
+enum Source<'a> {
+    Queue(std::sync::Arc<Mutex<Receiver<Prepared>>>),
+    Inline(&'a Mutex<VecDeque<Job>>),
+}
+
+fn caption_worker(
+    plan: &Plan<'_>,
+    source: Source<'_>,
+    generation: &GenerationOptions,
+    events: &Sender<Event>,
+) {
+    let mut session = match plan.model.session() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = events.send(Event::Fatal(format!("cannot open a session: {e}")));
+            return;
+        }
+    };
+    session.set_image_options(plan.image.clone());
+    let mut inline_prep = match source {
+        Source::Inline(_) => Some(plan.model.preprocessor(plan.image.clone())),
+        Source::Queue(_) => None,
+    };
+    while !stopped(plan) {
+        let next = match (&source, inline_prep.as_mut()) {
+            (Source::Queue(rx), _) => rx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv()
+                .ok(),
+            (Source::Inline(jobs), Some(prep)) => {
+                next_job(jobs).map(|job| prepare(plan, prep, job))
+            }
+            (Source::Inline(_), None) => None,
+        };
+        let event = match next {
+            None => break,
+            Some(Prepared::Done(event)) => event,
+            Some(Prepared::Ready {
+                job,
+                label,
+                sha256,
+                image,
+            }) => {
+                match session.caption(&*image, plan.prompt.clone(), generation) {
+                    // Abandoned: no record, so the next run captions it.
+                    Err(smolvlm::Error::Caption(CaptionError::Cancelled { .. }))
+                        if stopped(plan) =>
+                    {
+                        break
+                    }
+                    Ok(caption) => {
+                        let captioned = Captioned::from_caption(&caption);
+                        event(captioned_record(
+                            job.sidecar.as_deref(),
+                            label,
+                            sha256,
+                            captioned,
+                        ))
+                    }
+                    Err(e) => event(failed(label, Some(sha256), e.kind(), &e)),
+                }
+            }
+        };
+        if events.send(event).is_err() {
+            break;
+        }
+    }
+}
+
+fn event(record: Record) -> Event {
+    Event::Record(Box::new(record))
+}
+
+/// The record of a caption, after its sidecar (if any) is written.
+fn captioned_record(
+    sidecar: Option<&Path>,
+    label: String,
+    sha256: String,
+    captioned: Captioned,
+) -> Record {
+    if let Some(path) = sidecar {
+        if let Err(e) = write_sidecar(path, &captioned.text) {
+            let message = format!("cannot write the sidecar '{}': {e}", path.display());
+            return failed(label, Some(sha256), "sidecar_write", &message);
+        }
+    }
+    Record {
+        path: label,
+        sha256: Some(sha256),
+        outcome: Outcome::Captioned(captioned),
+    }
+}
+
+fn failed(
+    path: String,
+    sha256: Option<String>,
+    kind: &str,
+    message: &dyn std::fmt::Display,
+) -> Record {
+    Record {
+        path,
+        sha256,
+        outcome: Outcome::Failed {
+            kind: kind.to_owned(),
+            message: message.to_string(),
+        },
+    }
+}
+
+/// Reads, hashes and checks one image against the ledger, then decodes and resizes it.
+fn prepare(plan: &Plan<'_>, prep: &mut Preprocessor, job: Job) -> Prepared {
+    let label = job.path.to_string_lossy().into_owned();
+    if plan.skip_existing_sidecars && job.sidecar.as_deref().is_some_and(Path::exists) {
+        return Prepared::Done(Event::Skipped(Prior::Captioned));
+    }
+    let bytes = match std::fs::read(&job.path) {
+        Ok(bytes) => bytes,
+        Err(source) => {
+            if let Some(skip) = skip(plan, &label, None) {
+                return skip;
+            }
+            let error = smolvlm::Error::from(ImageError::Read {
+                path: job.path.clone(),
+                source,
+            });
+            return Prepared::Done(event(failed(label, None, error.kind(), &error)));
+        }
+    };
+    let sha256 = hex(&Sha256::digest(&bytes));
+    if let Some(skip) = skip(plan, &label, Some(&sha256)) {
+        return skip;
+    }
+    match prep.prepare_file_bytes(&job.path, &bytes) {
+        Ok(image) => Prepared::Ready {
+            job,
+            label,
+            sha256,
+            image: Box::new(image),
+        },
+        Err(e) => {
+            let error = smolvlm::Error::from(e);
+            Prepared::Done(event(failed(label, Some(sha256), error.kind(), &error)))
+        }
+    }
+}
+
+/// A skip event if an earlier run recorded this content, and it is not to be retried.
+fn skip(plan: &Plan<'_>, label: &str, sha256: Option<&str>) -> Option<Prepared> {
+    match plan.ledger.prior(label, sha256)? {
+        Prior::Failed(_) if plan.retry_errors => None,
+        prior => Some(Prepared::Done(Event::Skipped(prior.clone()))),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

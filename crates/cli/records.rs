@@ -1,0 +1,328 @@
+//! One record per image, and how each format writes it.
+//!
+//! A record is encoded into one buffer and written with one call, so a run
+//! killed at any moment leaves only whole records behind (see `ledger` for
+//! the torn tail a power cut could leave).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use smolvlm::{Caption, FinishReason, Timings};
+
+use crate::args::Format;
+
+/// What happened to one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The image's path, as found (lossily UTF-8).
+    pub path: String,
+    /// SHA-256 of the file's bytes, lowercase hex; `None` if it could not be read.
+    pub sha256: Option<String>,
+    /// The caption, or why there is none.
+    pub outcome: Outcome,
+}
+
+/// A caption or an error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The image was captioned.
+    Captioned(Captioned),
+    /// It could not be: the library's error kind and message.
+    Failed {
+        /// `smolvlm::Error::kind()`.
+        kind: String,
+        /// The error's message.
+        message: String,
+    },
+}
+
+/// The caption and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Captioned {
+    /// The caption, trimmed.
+    pub text: String,
+    /// Tokens generated.
+    pub generated_tokens: usize,
+    /// Prompt tokens, image tokens included.
+    pub prompt_tokens: usize,
+    /// Image tokens.
+    pub image_tokens: usize,
+    /// Grid tiles (the overview not counted).
+    pub tiles: usize,
+    /// Why generation ended.
+    pub finish: &'static str,
+    /// Per-stage times.
+    pub timings: Timings,
+}
+
+impl Captioned {
+    /// The record fields of a library caption.
+    #[must_use]
+    pub fn from_caption(c: &Caption) -> Self {
+        Self {
+            text: c.text.trim().to_owned(),
+            generated_tokens: c.tokens.len(),
+            prompt_tokens: c.prompt_tokens,
+            image_tokens: c.image_tokens,
+            tiles: c.tiles,
+            finish: finish_name(c.finish),
+            timings: c.timings,
+        }
+    }
+}
+
+fn finish_name(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::EndOfText => "end_of_text",
+        FinishReason::MaxTokens => "max_tokens",
+        FinishReason::Stop => "stop",
+        FinishReason::ContextFull => "context_full",
+        _ => "other",
+    }
+}
+
+/// Milliseconds, rounded to microseconds.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The JSONL shape of a record.
+#[derive(Serialize)]
+struct JsonRecord<'a> {
+    path: &'a str,
+    sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caption: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generated_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tiles: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ms: Option<JsonTimings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<JsonError<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonTimings {
+    decode: f64,
+    resize: f64,
+    tokenize: f64,
+    encode: f64,
+    prefill: f64,
+    generate: f64,
+    total: f64,
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    kind: &'a str,
+    message: &'a str,
+}
+
+impl JsonTimings {
+    fn new(t: &Timings) -> Self {
+        Self {
+            decode: ms(t.decode),
+            resize: ms(t.resize),
+            tokenize: ms(t.tokenize),
+            encode: ms(t.encode),
+            prefill: ms(t.prefill),
+            generate: ms(t.generate),
+            total: ms(t.total),
+        }
+    }
+}
+
+/// The CSV columns, in order.
+pub const CSV_HEADER: [&str; 17] = [
+    "path",
+    "sha256",
+    "caption",
+    "generated_tokens",
+    "prompt_tokens",
+    "image_tokens",
+    "tiles",
+    "finish",
+    "decode_ms",
+    "resize_ms",
+    "tokenize_ms",
+    "encode_ms",
+    "prefill_ms",
+    "generate_ms",
+    "total_ms",
+    "error_kind",
+    "error_message",
+];
+
+impl Record {
+    /// The record in `format`, ending with a newline.
+    ///
+    /// # Errors
+    ///
+    /// Only if serialization itself fails (it does not for these types).
+    pub fn encode(&self, format: Format) -> std::io::Result<Vec<u8>> {
+        match format {
+            Format::Jsonl => self.to_json_line(),
+            Format::Csv => self.to_csv_row(),
+            Format::Txt => Ok(self.to_text_line().into_bytes()),
+        }
+    }
+
+    fn to_json_line(&self) -> std::io::Result<Vec<u8>> {
+        let mut json = JsonRecord {
+            path: &self.path,
+            sha256: self.sha256.as_deref(),
+            caption: None,
+            generated_tokens: None,
+            prompt_tokens: None,
+            image_tokens: None,
+            tiles: None,
+            finish: None,
+            ms: None,
+            error: None,
+        };
+        match &self.outcome {
+            Outcome::Captioned(c) => {
+                json.caption = Some(&c.text);
+                json.generated_tokens = Some(c.generated_tokens);
+                json.prompt_tokens = Some(c.prompt_tokens);
+                json.image_tokens = Some(c.image_tokens);
+                json.tiles = Some(c.tiles);
+                json.finish = Some(c.finish);
+                json.ms = Some(JsonTimings::new(&c.timings));
+            }
+            Outcome::Failed { kind, message } => {
+                json.error = Some(JsonError { kind, message });
+            }
+        }
+        let mut line = serde_json::to_vec(&json)?;
+        line.push(b'\n');
+        Ok(line)
+    }
+
+    fn to_csv_row(&self) -> std::io::Result<Vec<u8>> {
+        let mut fields: Vec<String> =
+            vec![self.path.clone(), self.sha256.clone().unwrap_or_default()];
+        match &self.outcome {
+            Outcome::Captioned(c) => {
+                let t = &c.timings;
+                fields.extend([
+                    c.text.clone(),
+                    c.generated_tokens.to_string(),
+                    c.prompt_tokens.to_string(),
+                    c.image_tokens.to_string(),
+                    c.tiles.to_string(),
+                    c.finish.to_owned(),
+                ]);
+                fields.extend(
+                    [
+                        t.decode, t.resize, t.tokenize, t.encode, t.prefill, t.generate, t.total,
+                    ]
+                    .map(|d| ms(d).to_string()),
+                );
+                fields.extend([String::new(), String::new()]);
+            }
+            Outcome::Failed { kind, message } => {
+                fields.extend(std::iter::repeat_n(String::new(), 13));
+                fields.extend([kind.clone(), message.clone()]);
+            }
+        }
+        csv_row(&fields)
+    }
+
+    /// `PATH: caption` or `PATH: error [kind]: message`, line breaks folded.
+    #[must_use]
+    pub fn to_text_line(&self) -> String {
+        match &self.outcome {
+            Outcome::Captioned(c) => format!("{}: {}\n", self.path, one_line(&c.text)),
+            Outcome::Failed { kind, message } => {
+                format!("{}: error [{kind}]: {}\n", self.path, one_line(message))
+            }
+        }
+    }
+}
+
+/// One CSV row with the `csv` crate's quoting (quotes, commas, line breaks).
+pub fn csv_row<S: AsRef<[u8]>>(fields: &[S]) -> std::io::Result<Vec<u8>> {
+    let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
+    writer.write_record(fields).map_err(std::io::Error::other)?;
+    writer
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+fn one_line(text: &str) -> String {
+    text.split(['\r', '\n'])
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captioned(text: &str) -> Record {
+        Record {
+            path: "a/b, \"c\".jpg".to_owned(),
+            sha256: Some("ab".repeat(32)),
+            outcome: Outcome::Captioned(Captioned {
+                text: text.to_owned(),
+                generated_tokens: 3,
+                prompt_tokens: 93,
+                image_tokens: 52,
+                tiles: 12,
+                finish: "end_of_text",
+                timings: Timings::default(),
+            }),
+        }
+    }
+
+    #[test]
+    fn csv_quotes_commas_quotes_and_line_breaks() {
+        let row = captioned("two\nlines, \"quoted\"")
+            .encode(Format::Csv)
+            .unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&row[..]);
+        let rec = reader.records().next().unwrap().unwrap();
+        assert_eq!(rec.len(), CSV_HEADER.len());
+        assert_eq!(&rec[0], "a/b, \"c\".jpg");
+        assert_eq!(&rec[2], "two\nlines, \"quoted\"");
+        assert_eq!(&rec[7], "end_of_text");
+    }
+
+    #[test]
+    fn json_lines_are_one_line_and_errors_replace_the_caption() {
+        let line = captioned("x\ny").encode(Format::Jsonl).unwrap();
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["caption"], "x\ny");
+        assert_eq!(v["tiles"], 12);
+        assert!(v.get("error").is_none());
+        let failed = Record {
+            path: "p.jpg".to_owned(),
+            sha256: None,
+            outcome: Outcome::Failed {
+                kind: "image_truncated".to_owned(),
+                message: "cut".to_owned(),
+            },
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&failed.encode(Format::Jsonl).unwrap()).unwrap();
+        assert_eq!(v["error"]["kind"], "image_truncated");
+        assert!(v.get("caption").is_none() && v["sha256"].is_null());
+        assert_eq!(
+            failed.to_text_line(),
+            "p.jpg: error [image_truncated]: cut\n"
+        );
+    }
+}

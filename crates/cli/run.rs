@@ -1,0 +1,295 @@
+//! `smolvlm caption`: settings, inputs, output, model, pipeline, summary.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use smolvlm::CancelToken;
+
+use crate::args::CaptionArgs;
+use crate::exit::Exit;
+use crate::inputs::{self, Inputs};
+use crate::ledger::{Ledger, Prior};
+use crate::output::{sidecar_path, Sink};
+use crate::pipeline::{self, Event, Job, Observer, Plan};
+use crate::progress::Progress;
+use crate::records::{Outcome, Record};
+use crate::settings::Settings;
+
+/// Set by the first SIGINT/SIGTERM/SIGHUP: take no new image.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Runs `smolvlm caption`.
+pub fn caption(args: &CaptionArgs) -> Exit {
+    let settings = match Settings::resolve(args) {
+        Ok(s) => s,
+        Err(message) => return Exit::usage(&message),
+    };
+    for warning in &settings.model.warnings {
+        eprintln!("smolvlm: warning: {warning}");
+    }
+    if args.print_config {
+        println!("{}", settings.to_json(args));
+        return Exit::Success;
+    }
+    let inputs = match inputs::collect(&args.paths, std::io::stdin().lock(), settings.shard) {
+        Ok(inputs) => inputs,
+        Err(e) => return Exit::usage(&e.to_string()),
+    };
+    let quiet = settings.quiet || settings.bare;
+    if !quiet {
+        for warning in &inputs.warnings {
+            eprintln!("smolvlm: warning: {warning}");
+        }
+    }
+    let (mut sink, ledger) = match open_sink(&settings) {
+        Ok(opened) => opened,
+        Err(message) => return Exit::usage(&message),
+    };
+    if let Some(repaired) = &ledger.repaired {
+        eprintln!("smolvlm: warning: {repaired}");
+    }
+    let (jobs, conflicts) = plan_jobs(&inputs, &settings, &ledger);
+    if !quiet {
+        eprintln!("smolvlm: {}", describe_plan(&inputs, &settings, &ledger));
+    }
+
+    let cancel = CancelToken::new();
+    install_signal_handler(cancel.clone());
+    let mut progress = Progress::new((jobs.len() + conflicts.len()) as u64, quiet);
+    let mut recorder = Recorder {
+        sink: &mut sink,
+        progress: &mut progress,
+        broken: None,
+    };
+    for record in conflicts {
+        recorder.on_event(Event::Record(Box::new(record)));
+    }
+    if let Err(message) = caption_jobs(&settings, &ledger, jobs, cancel, &mut recorder) {
+        return Exit::usage(&message);
+    }
+    let broken = recorder.broken.take();
+    conclude(&mut sink, &mut progress, broken)
+}
+
+/// Loads the model and runs the pipeline, unless there is nothing to do or
+/// a signal came first.
+///
+/// # Errors
+///
+/// The model could not be resolved or loaded.
+fn caption_jobs(
+    settings: &Settings,
+    ledger: &Ledger,
+    jobs: Vec<Job>,
+    cancel: CancelToken,
+    recorder: &mut Recorder<'_>,
+) -> Result<(), String> {
+    if jobs.is_empty() || STOP.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let model = settings.model.load()?;
+    // A signal during the load stops the run before it starts.
+    if STOP.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let plan = Plan {
+        model: &model,
+        jobs,
+        ledger,
+        image: settings.model.image.clone(),
+        prompt: settings.prompt.clone(),
+        generation: settings.generation.clone(),
+        parallel: settings.parallel,
+        prep_threads: settings.prep_threads,
+        retry_errors: settings.retry_errors,
+        skip_existing_sidecars: settings.sidecar
+            && settings.output.is_none()
+            && !settings.overwrite,
+        stop: &STOP,
+        cancel,
+    };
+    pipeline::run(plan, recorder);
+    Ok(())
+}
+
+/// Syncs the records, prints the summary and picks the exit code.
+fn conclude(sink: &mut Sink, progress: &mut Progress, broken: Option<String>) -> Exit {
+    // A signal after the last image changes nothing.
+    let interrupted = STOP.load(Ordering::SeqCst) && broken.is_none() && progress.left() > 0;
+    if let Err(e) = sink.finish() {
+        eprintln!("smolvlm: warning: cannot sync the records to disk: {e}");
+    }
+    let records = sink.path().map(|p| format!("'{}'", p.display()));
+    progress.finish(interrupted, records.as_deref());
+    let counts = progress.counts();
+    if let Some(message) = broken {
+        return Exit::usage(&message);
+    }
+    if interrupted {
+        Exit::Interrupted
+    } else if counts.failed + counts.failed_before > 0 {
+        Exit::Failures
+    } else {
+        Exit::Success
+    }
+}
+
+/// The record stream the settings ask for, with what it already holds.
+fn open_sink(settings: &Settings) -> Result<(Sink, Ledger), String> {
+    match &settings.output {
+        Some(path) => {
+            Sink::file(path, settings.format, settings.overwrite).map_err(|e| e.to_string())
+        }
+        None if settings.sidecar => Ok((Sink::nowhere(), Ledger::default())),
+        None => Ok((
+            Sink::stdout(settings.format, settings.bare),
+            Ledger::default(),
+        )),
+    }
+}
+
+/// The jobs, and an error record for each image whose sidecar would
+/// overwrite another image's sidecar or an input image (`a.jpg` and `a.png`
+/// both want `a.txt`): the first image keeps it.
+fn plan_jobs(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> (Vec<Job>, Vec<Record>) {
+    let mut jobs = Vec::with_capacity(inputs.images.len());
+    let mut conflicts = Vec::new();
+    let images: HashSet<&PathBuf> = inputs.images.iter().map(|i| &i.path).collect();
+    let mut claimed = HashSet::new();
+    for input in &inputs.images {
+        let sidecar = settings.sidecar.then(|| sidecar_path(&input.path));
+        if let Some(sidecar) = &sidecar {
+            if images.contains(sidecar) || !claimed.insert(sidecar.clone()) {
+                let path = input.path.to_string_lossy().into_owned();
+                // Recorded once: a later run skips it like any error.
+                if matches!(ledger.prior(&path, None), Some(Prior::Failed(_)))
+                    && !settings.retry_errors
+                {
+                    continue;
+                }
+                conflicts.push(Record {
+                    path,
+                    sha256: None,
+                    outcome: Outcome::Failed {
+                        kind: "sidecar_conflict".to_owned(),
+                        message: format!(
+                            "its sidecar '{}' belongs to another image: rename one of them",
+                            sidecar.display()
+                        ),
+                    },
+                });
+                continue;
+            }
+        }
+        jobs.push(Job {
+            path: input.path.clone(),
+            sidecar,
+        });
+    }
+    (jobs, conflicts)
+}
+
+fn describe_plan(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> String {
+    let mut line = format!(
+        "{} image{}; {} session{} of {} thread{}, {} prep thread{}",
+        inputs.images.len(),
+        plural(inputs.images.len()),
+        settings.parallel,
+        plural(settings.parallel),
+        settings.model.load.threads(),
+        plural(settings.model.load.threads() as usize),
+        settings.prep_threads,
+        plural(settings.prep_threads),
+    );
+    if inputs.not_images > 0 {
+        line += &format!(
+            "; {} non-image file{} skipped",
+            inputs.not_images,
+            plural(inputs.not_images)
+        );
+    }
+    if let Some(shard) = settings.shard {
+        line += &format!(
+            "; shard {shard}, {} images left to other shards",
+            inputs.other_shards
+        );
+    }
+    if ledger.records > 0 {
+        line += &format!("; resuming after {} records", ledger.records);
+    }
+    line
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The first signal stops the run: no new image is taken and the captions in
+/// flight are cancelled; what is recorded stays recorded. A second signal
+/// exits at once.
+fn install_signal_handler(cancel: CancelToken) {
+    let result = ctrlc::set_handler(move || {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(Exit::Interrupted.code());
+        }
+        cancel.cancel();
+    });
+    if let Err(e) = result {
+        eprintln!(
+            "smolvlm: warning: cannot handle Ctrl-C ({e}): an interrupt will end the run abruptly"
+        );
+    }
+}
+
+/// Writes each record as it comes and keeps the progress display.
+struct Recorder<'a> {
+    sink: &'a mut Sink,
+    progress: &'a mut Progress,
+    /// Why the run could not go on.
+    broken: Option<String>,
+}
+
+impl Observer for Recorder<'_> {
+    fn on_event(&mut self, event: Event) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        match event {
+            Event::Record(record) => {
+                if let Err(e) = self.sink.write(&record) {
+                    let to = self
+                        .sink
+                        .path()
+                        .map_or_else(|| "stdout".to_owned(), |p| format!("'{}'", p.display()));
+                    self.broken = Some(format!("cannot write records to {to}: {e}"));
+                    return false;
+                }
+                match &record.outcome {
+                    Outcome::Captioned(c) => self.progress.captioned(&c.timings),
+                    Outcome::Failed { kind, message } => {
+                        self.progress.failed();
+                        tracing::info!(path = %record.path, kind, message, "image failed");
+                    }
+                }
+                true
+            }
+            Event::Skipped(prior) => {
+                self.progress.skipped(matches!(prior, Prior::Failed(_)));
+                true
+            }
+            Event::Fatal(message) => {
+                self.broken = Some(message);
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.progress.tick();
+    }
+}

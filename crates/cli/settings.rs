@@ -1,0 +1,229 @@
+//! The effective settings of a `caption` run: the config file, then the
+//! flags; printed by `--print-config`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use smolvlm::{GenerationOptions, Prompt};
+
+use crate::args::{CaptionArgs, Format};
+use crate::model::ModelSettings;
+use crate::shard::Shard;
+
+/// Everything a `caption` run does, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    /// The model and the config's per-image settings.
+    pub model: ModelSettings,
+    /// The prompt.
+    pub prompt: Prompt,
+    /// How captions are generated (the deadline included).
+    pub generation: GenerationOptions,
+    /// Sessions captioning at once.
+    pub parallel: usize,
+    /// Threads preparing images ahead.
+    pub prep_threads: usize,
+    /// The record file, if not stdout.
+    pub output: Option<PathBuf>,
+    /// The record format.
+    pub format: Format,
+    /// txt on stdout for one named image: the caption alone.
+    pub bare: bool,
+    /// Write sidecars.
+    pub sidecar: bool,
+    /// Start over instead of resuming.
+    pub overwrite: bool,
+    /// Caption again images whose last record is an error.
+    pub retry_errors: bool,
+    /// This worker's shard.
+    pub shard: Option<Shard>,
+    /// No progress or summary.
+    pub quiet: bool,
+}
+
+impl Settings {
+    /// Resolves the settings of a `caption` command.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad file, key or flag.
+    pub fn resolve(args: &CaptionArgs) -> Result<Self, String> {
+        let model = ModelSettings::resolve(
+            &args.model,
+            args.parallel.get(),
+            args.timeout,
+            args.smart_crop,
+        )?;
+        if args.resume && args.output.is_none() {
+            return Err("--resume needs --output FILE: stdout cannot be resumed".to_owned());
+        }
+        if args.overwrite && args.output.is_none() && !args.sidecar {
+            return Err("--overwrite needs --output FILE or --sidecar".to_owned());
+        }
+        let single_file =
+            args.paths.len() == 1 && args.paths[0].as_os_str() != "-" && args.paths[0].is_file();
+        let format = args.format.unwrap_or_else(|| match &args.output {
+            Some(path) => format_of(path),
+            None if single_file || std::io::stdout().is_terminal() => Format::Txt,
+            None => Format::Jsonl,
+        });
+        if args.resume && format == Format::Txt {
+            return Err(
+                "--resume needs --format jsonl or csv: txt records hold no content hash".to_owned(),
+            );
+        }
+        Ok(Self {
+            prompt: prompt(args, &model),
+            generation: generation(args, &model),
+            parallel: args.parallel.get() as usize,
+            prep_threads: args.prep_threads as usize,
+            output: args.output.clone(),
+            format,
+            bare: single_file && args.output.is_none() && format == Format::Txt,
+            sidecar: args.sidecar,
+            overwrite: args.overwrite,
+            retry_errors: args.retry_errors,
+            shard: args.shard,
+            quiet: args.quiet,
+            model,
+        })
+    }
+
+    /// The settings as JSON, for `--print-config`.
+    #[must_use]
+    pub fn to_json(&self, args: &CaptionArgs) -> String {
+        let m = &self.model;
+        let view = View {
+            config: m.config.as_deref(),
+            model: &m.name,
+            mmproj: args.model.mmproj.as_deref(),
+            offline: m.offline,
+            threads: m.load.threads(),
+            ctx_size: m.load.context_size(),
+            max_tiles: m.load.max_tiles(),
+            parallel: self.parallel,
+            prep_threads: self.prep_threads,
+            prompt: args
+                .prompt
+                .as_deref()
+                .or(args.raw_prompt.as_deref())
+                .map_or_else(|| self.default_prompt(), str::to_owned),
+            raw_prompt: args.raw_prompt.is_some(),
+            max_tokens: self.generation.max_tokens(),
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repeat_penalty: args.repeat_penalty,
+            seed: args.seed,
+            stop: self.generation.stop(),
+            timeout_secs: m.timeout.map(|t| t.as_secs_f64()),
+            image: ImageView {
+                smart_crop: m.smart_crop,
+                stretch_to: m.stretch_to,
+            },
+            output: self.output.as_deref(),
+            format: self.format,
+            sidecar: self.sidecar,
+            existing_output: if self.overwrite {
+                "overwrite"
+            } else {
+                "resume"
+            },
+            retry_errors: self.retry_errors,
+            shard: self.shard.map(|s| s.to_string()),
+            warnings: &m.warnings,
+        };
+        serde_json::to_string_pretty(&view).unwrap_or_default()
+    }
+
+    fn default_prompt(&self) -> String {
+        self.model
+            .preset
+            .map_or_else(|| DEFAULT_PROMPT.to_owned(), |p| p.prompt.clone())
+    }
+}
+
+/// The prompt when neither the flags nor a preset give one.
+const DEFAULT_PROMPT: &str = "Describe this image.";
+
+/// What `--print-config` shows.
+#[derive(Serialize)]
+struct View<'a> {
+    config: Option<&'a Path>,
+    model: &'a str,
+    mmproj: Option<&'a Path>,
+    offline: bool,
+    threads: u32,
+    ctx_size: u32,
+    max_tiles: Option<u32>,
+    parallel: usize,
+    prep_threads: usize,
+    prompt: String,
+    raw_prompt: bool,
+    max_tokens: u32,
+    temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    min_p: f32,
+    repeat_penalty: f32,
+    seed: u32,
+    stop: &'a [String],
+    timeout_secs: Option<f64>,
+    image: ImageView,
+    output: Option<&'a Path>,
+    format: Format,
+    sidecar: bool,
+    existing_output: &'static str,
+    retry_errors: bool,
+    shard: Option<String>,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ImageView {
+    smart_crop: bool,
+    stretch_to: Option<(u32, u32)>,
+}
+
+/// The format an output file's extension asks for; JSONL by default.
+fn format_of(path: &Path) -> Format {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
+        Some(e) if e.eq_ignore_ascii_case("txt") => Format::Txt,
+        _ => Format::Jsonl,
+    }
+}
+
+fn generation(args: &CaptionArgs, model: &ModelSettings) -> GenerationOptions {
+    let max_tokens = args
+        .max_tokens
+        .or(model.preset.map(|p| p.max_tokens))
+        .unwrap_or(256);
+    let mut options = GenerationOptions::default()
+        .with_max_tokens(max_tokens)
+        .with_temperature(args.temperature)
+        .with_top_k(args.top_k)
+        .with_top_p(args.top_p)
+        .with_min_p(args.min_p)
+        .with_repeat_penalty(args.repeat_penalty)
+        .with_seed(args.seed)
+        .with_stop(args.stop.clone());
+    if let Some(deadline) = model.timeout {
+        options = options.with_deadline(deadline);
+    }
+    options
+}
+
+fn prompt(args: &CaptionArgs, model: &ModelSettings) -> Prompt {
+    match &args.raw_prompt {
+        Some(raw) => Prompt::raw(raw.replace("\\n", "\n")),
+        None => Prompt::from(
+            args.prompt
+                .clone()
+                .or_else(|| model.preset.map(|p| p.prompt.clone()))
+                .unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
+        ),
+    }
+}

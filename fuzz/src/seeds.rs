@@ -1,0 +1,117 @@
+//! The seed corpus: small images from the testkit in every format the
+//! library decodes, with the edge cases that matter to planning (1 px,
+//! very thin, EXIF-rotated, alpha, grey, 16-bit).
+//!
+//! Compiled into the root test suite (`tests/reliability.rs`), which checks
+//! them and, on request, writes them out as the `cargo fuzz` seed corpus; the
+//! fuzz crate itself does not build this file, so that writing the seeds
+//! needs no second build of llama.cpp.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, RgbImage};
+use smolvlm_testkit::images::{checkerboard, gradient, noise, solid};
+
+/// `(name, control byte + encoded image)` pairs; see `check.rs` for the control byte.
+pub fn seeds() -> Vec<(String, Vec<u8>)> {
+    let pictures: [(&str, RgbImage); 6] = [
+        ("gradient-64x48", gradient(64, 48)),
+        ("noise-37x23", noise(37, 23, 1)),
+        ("checker-300x200", checkerboard(300, 200, 3)),
+        ("thin-1000x3", gradient(1000, 3)),
+        ("dot-1x1", solid(1, 1, [200, 10, 10])),
+        ("letterbox-120x90", letterbox()),
+    ];
+    let mut out = Vec::new();
+    for (i, (name, rgb)) in pictures.iter().enumerate() {
+        let control = u8::try_from(i * 37 % 256).unwrap_or(0);
+        let dynamic = DynamicImage::ImageRgb8(rgb.clone());
+        for format in [
+            ImageFormat::Png,
+            ImageFormat::Jpeg,
+            ImageFormat::Gif,
+            ImageFormat::Bmp,
+            ImageFormat::WebP,
+            ImageFormat::Tiff,
+        ] {
+            if let Some(bytes) = encode(&dynamic, format) {
+                let ext = format.extensions_str().first().copied().unwrap_or("img");
+                out.push((format!("{name}.{ext}"), with_control(control, &bytes)));
+            }
+        }
+    }
+    let base = gradient(48, 32);
+    for orientation in [3, 6, 8] {
+        if let Some(jpeg) = encode(&DynamicImage::ImageRgb8(base.clone()), ImageFormat::Jpeg) {
+            out.push((
+                format!("exif-{orientation}.jpg"),
+                with_control(0, &with_exif_orientation(&jpeg, orientation)),
+            ));
+        }
+    }
+    let variants = [
+        (
+            "rgba",
+            DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(base.clone()).to_rgba8()),
+        ),
+        (
+            "gray",
+            DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(base.clone()).to_luma8()),
+        ),
+        (
+            "rgb16",
+            DynamicImage::ImageRgb16(DynamicImage::ImageRgb8(base.clone()).to_rgb16()),
+        ),
+    ];
+    for (name, img) in variants {
+        if let Some(png) = encode(&img, ImageFormat::Png) {
+            out.push((format!("{name}.png"), with_control(8, &png)));
+        }
+    }
+    out
+}
+
+fn letterbox() -> RgbImage {
+    let mut img = solid(120, 90, [0, 0, 0]);
+    let inner = noise(100, 60, 5);
+    for (x, y, p) in inner.enumerate_pixels() {
+        img.put_pixel(x + 10, y + 15, *p);
+    }
+    img
+}
+
+fn with_control(control: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    out.push(control);
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn encode(img: &DynamicImage, format: ImageFormat) -> Option<Vec<u8>> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format).ok()?;
+    Some(out.into_inner())
+}
+
+/// Inserts an EXIF APP1 segment holding only an orientation tag after the JPEG's SOI.
+fn with_exif_orientation(jpeg: &[u8], orientation: u8) -> Vec<u8> {
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+    tiff.extend_from_slice(&3u16.to_be_bytes());
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&[0, orientation, 0, 0]);
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(
+        &u16::try_from(app1.len() + 2)
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
