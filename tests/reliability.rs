@@ -5,8 +5,8 @@
 //! The memory tests run in a child process (this test binary, re-run on one
 //! ignored test), so that tests running beside them in other threads do not
 //! move the resident set they measure. CI runs short counts; `SMOLVLM_SOAK=1`
-//! runs the full ones (2,000 captions, 200 sessions, longer stress and
-//! mutation runs).
+//! runs the full ones (2,000 captions instead of 300, and longer stress and
+//! mutation runs; the session churn is 250 sessions either way).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -72,11 +72,25 @@ impl Rng {
 // ---------------------------------------------------------------------------
 // Memory: soak and session churn, each alone in a child process.
 
-/// This process's resident set in KiB (`VmRSS` in `/proc/self/status`).
-fn rss_kib() -> Option<u64> {
+/// This process's resident memory in KiB, from `/proc/self/status`.
+#[derive(Debug, Clone, Copy)]
+struct Resident {
+    /// `VmRSS`: everything resident, file-backed pages included.
+    total: u64,
+    /// `RssAnon`: the heap and other anonymous memory, where a leak shows.
+    anon: u64,
+}
+
+fn resident() -> Option<Resident> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some(Resident {
+        total: field("VmRSS:")?,
+        anon: field("RssAnon:")?,
+    })
 }
 
 /// Runs the ignored test `name` of this binary alone in a child process, and
@@ -118,53 +132,85 @@ fn run_in_child(name: &str) -> Vec<String> {
     report
 }
 
-/// Resident memory before and after the measured part of a run.
+/// Resident memory over the measured part of a run, sampled after every item.
+///
+/// - **What is limited:** anonymous memory (`RssAnon`), where a leak grows.
+///   `VmRSS` also counts file-backed pages (the test binary's code, the
+///   model's mapped weights), which come and go with the page cache. Both are
+///   reported.
+/// - **One-off steps are set aside.** The heap sometimes settles in a single
+///   jump of about 0.6 MB. Where that happens changes from run to run, even
+///   without ASLR and with `MALLOC_ARENA_MAX=1`, and it comes later on a
+///   busy machine. Memory then stays flat for hundreds of items. A leak
+///   instead grows item after item. So the limit applies to the growth
+///   without its two largest single jumps. A leak of one buffer per item
+///   still counts in full, less two items' worth. The raw growth is reported
+///   beside it.
 struct RssWatch {
     what: String,
-    baseline: u64,
-    peak: u64,
+    start: Resident,
+    anon: Vec<u64>,
 }
 
 impl RssWatch {
     fn start(what: String) -> Self {
-        let baseline = rss_kib().unwrap();
+        let start = resident().unwrap();
         Self {
             what,
-            baseline,
-            peak: baseline,
+            start,
+            anon: vec![start.anon],
         }
     }
 
+    /// Samples memory; call it after each item, or each round of items.
     fn sample(&mut self) {
-        self.peak = self.peak.max(rss_kib().unwrap());
+        self.anon.push(resident().unwrap().anon);
     }
 
     /// Prints the figures and checks the growth.
     fn finish(mut self) {
         self.sample();
-        let end = rss_kib().unwrap();
-        let growth = (end as f64 - self.baseline as f64) / self.baseline as f64;
+        let end = resident().unwrap();
+        let share = |kib: i64| kib as f64 / self.start.anon as f64;
+        let raw = end.anon as i64 - self.start.anon as i64;
+        let mut jumps: Vec<i64> = self
+            .anon
+            .windows(2)
+            .map(|w| w[1] as i64 - w[0] as i64)
+            .filter(|d| *d > 0)
+            .collect();
+        jumps.sort_unstable_by(|a, b| b.cmp(a));
+        let set_aside: i64 = jumps.iter().take(2).sum();
+        let settled = share((raw - set_aside).max(0));
+        let peak = self.anon.iter().max().copied().unwrap_or(end.anon);
         println!(
-            "reliability: {}: RSS {} KiB after warm-up, {} KiB at the end (peak {} KiB): growth {:+.2} % (limit {} %)",
+            "reliability: {}: anonymous RSS {} KiB after warm-up, {} KiB at the end (peak {} KiB): \
+             growth {:+.2} %, {:+.2} % without its two largest jumps ({:?} KiB; limit {} %); \
+             VmRSS {} KiB to {} KiB ({:+.2} %)",
             self.what,
-            self.baseline,
-            end,
-            self.peak,
-            growth * 100.0,
-            MAX_RSS_GROWTH * 100.0
+            self.start.anon,
+            end.anon,
+            peak,
+            share(raw) * 100.0,
+            settled * 100.0,
+            &jumps[..jumps.len().min(2)],
+            MAX_RSS_GROWTH * 100.0,
+            self.start.total,
+            end.total,
+            (end.total as f64 - self.start.total as f64) / self.start.total as f64 * 100.0,
         );
         assert!(
-            growth < MAX_RSS_GROWTH,
-            "{}: resident memory grew {:.2} %",
+            settled < MAX_RSS_GROWTH,
+            "{}: anonymous resident memory grew {:.2} % beyond its two largest jumps",
             self.what,
-            growth * 100.0
+            settled * 100.0
         );
     }
 }
 
 #[test]
 fn a_long_soak_on_one_session_keeps_resident_memory_flat() {
-    if rss_kib().is_none() {
+    if resident().is_none() {
         eprintln!("SKIPPED: no /proc/self/status on this system");
         return;
     }
@@ -173,7 +219,7 @@ fn a_long_soak_on_one_session_keeps_resident_memory_flat() {
 
 #[test]
 fn creating_and_dropping_sessions_keeps_resident_memory_flat() {
-    if rss_kib().is_none() {
+    if resident().is_none() {
         eprintln!("SKIPPED: no /proc/self/status on this system");
         return;
     }
@@ -214,13 +260,14 @@ fn soak_child() {
     if !is_child() {
         return;
     }
+    let inputs = soak_inputs();
     let n = count(300, 2000);
-    let warm_up = (n / 10).max(50);
+    // Whole rounds of inputs, so that every sample is taken at the same point.
+    let warm_up = (n / 10).max(50).next_multiple_of(inputs.len());
     // One thread: the tests beside this process run llama.cpp too, and
     // ggml's spinning thread pools slow to a crawl when they share cores.
     let model = load(&LoadOptions::default().with_threads(1));
     let mut session = model.session().unwrap();
-    let inputs = soak_inputs();
     let mut first: Vec<Option<Vec<i32>>> = vec![None; inputs.len()];
     let mut watch = None;
     for i in 0..n {
@@ -229,6 +276,13 @@ fn soak_child() {
                 "soak: {} captions on one session, after {warm_up} more",
                 n - warm_up
             )));
+        }
+        // Memory at the same point of every round of inputs, as their
+        // buffers differ in size.
+        if let Some(watch) = &mut watch {
+            if i % inputs.len() == 0 {
+                watch.sample();
+            }
         }
         let k = i % inputs.len();
         let tokens = match &inputs[k] {
@@ -260,11 +314,6 @@ fn soak_child() {
         match &first[k] {
             Some(expected) => assert_eq!(&tokens, expected, "caption {i}"),
             None => first[k] = Some(tokens),
-        }
-        if let Some(watch) = &mut watch {
-            if i % 50 == 0 {
-                watch.sample();
-            }
         }
     }
     watch.unwrap().finish();

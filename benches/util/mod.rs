@@ -68,7 +68,9 @@ impl BenchModel {
                     Ok(source) => match source.resolve(&hub) {
                         Ok(resolved) => (resolved.files, false),
                         Err(e) => {
-                            skip(&format!("SMOLVLM_BENCH_MODEL={name} is not usable from the Hugging Face cache ({e}); run `smolvlm fetch {name}` first"));
+                            skip(&format!(
+                                "SMOLVLM_BENCH_MODEL={name} is not usable from the Hugging Face cache: {e}"
+                            ));
                             return None;
                         }
                     },
