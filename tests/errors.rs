@@ -243,16 +243,7 @@ fn a_1ms_deadline_expires_and_the_session_goes_on() {
         "{err}"
     );
     assert_eq!(err.kind(), "deadline_exceeded");
-    let img = gradient(640, 480);
-    let after = session
-        .caption(&img, "Describe this image.", &greedy())
-        .unwrap();
-    let fresh = model()
-        .session()
-        .unwrap()
-        .caption(&img, "Describe this image.", &greedy())
-        .unwrap();
-    assert_eq!(after.tokens, fresh.tokens);
+    assert_captions_like_a_fresh_session(&mut session, &gradient(640, 480));
 }
 
 #[test]
@@ -280,15 +271,7 @@ fn cancelling_mid_generation_stops_and_the_session_goes_on() {
         "{err}"
     );
     assert!((1..64).contains(&pieces));
-    let after = session
-        .caption(&img, "Describe this image.", &greedy())
-        .unwrap();
-    let fresh = model()
-        .session()
-        .unwrap()
-        .caption(&img, "Describe this image.", &greedy())
-        .unwrap();
-    assert_eq!(after.tokens, fresh.tokens);
+    assert_captions_like_a_fresh_session(&mut session, &img);
 }
 
 #[test]
@@ -349,4 +332,17 @@ fn raw_prompts_need_exactly_one_marker_and_options_are_validated() {
         ),
         "{err}"
     );
+}
+
+/// After an error, the session must caption exactly as a fresh one does.
+fn assert_captions_like_a_fresh_session(session: &mut smolvlm::Session<'_>, img: &image::RgbImage) {
+    let after = session
+        .caption(img, "Describe this image.", &greedy())
+        .unwrap();
+    let fresh = model()
+        .session()
+        .unwrap()
+        .caption(img, "Describe this image.", &greedy())
+        .unwrap();
+    assert_eq!(after.tokens, fresh.tokens);
 }
