@@ -7,7 +7,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use smolvlm::image::{ImageOptions, PreparedImage, Preprocessor, VisionParams};
 use smolvlm::{Error, ImageError, LoadOptions, Model};
-use smolvlm_testkit::images::{checkerboard, gradient, noise};
+use smolvlm_testkit::images::{checkerboard, gradient, noise, with_exif_orientation};
 
 use crate::util::{files, greedy, model, TempDir};
 
@@ -46,25 +46,6 @@ fn jpeg(img: &RgbImage, quality: u8) -> Vec<u8> {
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .encode_image(img)
         .unwrap();
-    out
-}
-
-/// Inserts an EXIF APP1 segment holding only an orientation tag after the JPEG's SOI.
-fn with_exif_orientation(jpeg: &[u8], orientation: u8) -> Vec<u8> {
-    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
-    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
-    tiff.extend_from_slice(&1u32.to_be_bytes());
-    tiff.extend_from_slice(&[0, orientation, 0, 0]);
-    tiff.extend_from_slice(&0u32.to_be_bytes());
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
     out
 }
 

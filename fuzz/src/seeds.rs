@@ -10,7 +10,7 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, RgbImage};
-use smolvlm_testkit::images::{checkerboard, gradient, noise, solid};
+use smolvlm_testkit::images::{checkerboard, gradient, noise, solid, with_exif_orientation};
 
 /// `(name, control byte + encoded image)` pairs; see `check.rs` for the control byte.
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
@@ -91,27 +91,4 @@ fn encode(img: &DynamicImage, format: ImageFormat) -> Option<Vec<u8>> {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, format).ok()?;
     Some(out.into_inner())
-}
-
-/// Inserts an EXIF APP1 segment holding only an orientation tag after the JPEG's SOI.
-fn with_exif_orientation(jpeg: &[u8], orientation: u8) -> Vec<u8> {
-    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
-    tiff.extend_from_slice(&1u16.to_be_bytes());
-    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
-    tiff.extend_from_slice(&3u16.to_be_bytes());
-    tiff.extend_from_slice(&1u32.to_be_bytes());
-    tiff.extend_from_slice(&[0, orientation, 0, 0]);
-    tiff.extend_from_slice(&0u32.to_be_bytes());
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(
-        &u16::try_from(app1.len() + 2)
-            .unwrap_or(u16::MAX)
-            .to_be_bytes(),
-    );
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
