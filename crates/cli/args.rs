@@ -50,6 +50,27 @@ pub struct ModelArgs {
     /// CPU threads per session [default: all cores, divided among --parallel sessions].
     #[arg(short, long)]
     pub threads: Option<NonZeroU32>,
+    /// CPU threads of each session's vision encoder [default: --threads].
+    #[arg(long, value_name = "N")]
+    pub vision_threads: Option<NonZeroU32>,
+    /// Flash attention in the text decoder.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = FlashAttn::Auto)]
+    pub flash_attn: FlashAttn,
+    /// Element type of the KV cache (q8_0 and q4_0 need flash attention).
+    #[arg(long, value_enum, value_name = "TYPE", default_value_t = KvType::F16)]
+    pub kv_type: KvType,
+    /// Tokens the text decoder computes per pass (n_ubatch).
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub ubatch_size: u32,
+    /// Read the text model into memory instead of mapping it.
+    #[arg(long)]
+    pub no_mmap: bool,
+    /// Lock the text model's weights in memory.
+    #[arg(long)]
+    pub mlock: bool,
+    /// Skip the one-token warm-up of each new session.
+    #[arg(long)]
+    pub no_warmup: bool,
     /// Context size in tokens (prompt + image + caption).
     #[arg(long, default_value_t = 4096)]
     pub ctx_size: u32,
@@ -84,6 +105,93 @@ pub struct FetchArgs {
     /// Use only the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1 does).
     #[arg(long)]
     pub offline: bool,
+}
+
+/// `--flash-attn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlashAttn {
+    /// llama.cpp decides per device (on for the CPU).
+    Auto,
+    /// Always on.
+    On,
+    /// Always off.
+    Off,
+}
+
+impl From<FlashAttn> for smolvlm::FlashAttention {
+    fn from(value: FlashAttn) -> Self {
+        match value {
+            FlashAttn::Auto => Self::Auto,
+            FlashAttn::On => Self::On,
+            FlashAttn::Off => Self::Off,
+        }
+    }
+}
+
+/// `--kv-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KvType {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// 8-bit blocks: half the memory of f16.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// 4-bit blocks: a quarter of f16.
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+impl From<KvType> for smolvlm::KvCacheType {
+    fn from(value: KvType) -> Self {
+        match value {
+            KvType::F32 => Self::F32,
+            KvType::F16 => Self::F16,
+            KvType::Bf16 => Self::Bf16,
+            KvType::Q8_0 => Self::Q8_0,
+            KvType::Q4_0 => Self::Q4_0,
+        }
+    }
+}
+
+/// `--parallel`: a number of sessions, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parallel {
+    /// Chosen from the cores: see [`Parallel::sessions`].
+    Auto,
+    /// This many sessions.
+    Sessions(NonZeroU32),
+}
+
+impl std::str::FromStr for Parallel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        s.parse::<NonZeroU32>()
+            .map(Self::Sessions)
+            .map_err(|_| format!("'{s}' is neither 'auto' nor a number of sessions (1 or more)"))
+    }
+}
+
+impl Parallel {
+    /// Cores one session's engine uses well: up to here ggml's kernels scale
+    /// nearly linearly on one image, beyond it a second session gains more.
+    pub const CORES_PER_SESSION: u32 = 4;
+
+    /// How many sessions to run on `cores` cores.
+    #[must_use]
+    pub fn sessions(self, cores: u32) -> u32 {
+        match self {
+            Self::Auto => (cores / Self::CORES_PER_SESSION).max(1),
+            Self::Sessions(n) => n.get(),
+        }
+    }
 }
 
 /// How records are written.
@@ -145,9 +253,11 @@ pub struct CaptionArgs {
     /// Trim uniform borders before tiling [default: the config's smart_crop, else false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub smart_crop: Option<bool>,
-    /// Caption N images at once: N sessions on N threads, sharing one model.
-    #[arg(long, value_name = "N", default_value = "1")]
-    pub parallel: NonZeroU32,
+    /// Caption N images at once: N sessions sharing one model's weights, each
+    /// with its own vision encoder and cores/N threads; 'auto' runs one
+    /// session per 4 cores.
+    #[arg(long, value_name = "N|auto", default_value = "1")]
+    pub parallel: Parallel,
     /// Threads that decode and resize upcoming images while the model works;
     /// 0 prepares each image on its captioning thread, in turn.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -177,6 +287,11 @@ pub struct CaptionArgs {
     /// No progress bar, progress lines or summary.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print what captioning PATH... would cost and exit: tiles and image
+    /// tokens per image (from headers only) and the estimated time, from one
+    /// tile encode timed on this machine.
+    #[arg(long)]
+    pub plan: bool,
     /// Print the effective settings (config file, then flags) as JSON and exit.
     #[arg(long)]
     pub print_config: bool,

@@ -74,6 +74,7 @@ fn print_model(model: &Model, settings: &ModelSettings) {
         if i.gpu_offload { "yes" } else { "no" }
     );
     println!("threads:          {}", i.threads);
+    println!("vision threads:   {}", i.vision_threads);
     println!(
         "smart crop:       {}",
         if settings.smart_crop { "on" } else { "off" }

@@ -13,6 +13,7 @@ mod ledger;
 mod model;
 mod output;
 mod pipeline;
+mod plan;
 mod progress;
 mod records;
 mod run;

@@ -125,17 +125,32 @@ fn source(name: &str, args: &ModelArgs) -> Result<ModelSource, String> {
     Ok(ModelSource::Files(ModelFiles::new(path, mmproj)))
 }
 
+/// The cores this process may use.
+#[must_use]
+pub fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+}
+
 fn load_options(args: &ModelArgs, sessions: u32) -> LoadOptions {
     // Sessions run side by side: by default they split the cores between them.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let threads = args
-        .threads
-        .map_or((cores / sessions.max(1)).max(1), std::num::NonZeroU32::get);
+    let threads = args.threads.map_or(
+        (cores() / sessions.max(1)).max(1),
+        std::num::NonZeroU32::get,
+    );
     let mut options = LoadOptions::default()
         .with_threads(threads)
         .with_context_size(args.ctx_size)
+        .with_ubatch_size(args.ubatch_size)
+        .with_flash_attention(args.flash_attn.into())
+        .with_kv_cache_type(args.kv_type.into())
+        .with_mmap(!args.no_mmap)
+        .with_mlock(args.mlock)
+        .with_warmup(!args.no_warmup)
         .with_vision_gpu(!args.no_vision_gpu)
         .with_max_tiles(args.max_tiles.map(std::num::NonZeroU32::get));
+    if let Some(vision) = args.vision_threads {
+        options = options.with_vision_threads(vision.get());
+    }
     if let Some(layers) = args.gpu_layers {
         options = options.with_gpu_layers(layers);
     }

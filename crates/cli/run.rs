@@ -42,6 +42,9 @@ pub fn caption(args: &CaptionArgs) -> Exit {
             eprintln!("smolvlm: warning: {warning}");
         }
     }
+    if args.plan {
+        return crate::plan::run(&settings, &inputs);
+    }
     let (mut sink, ledger) = match open_sink(&settings) {
         Ok(opened) => opened,
         Err(message) => return Exit::usage(&message),

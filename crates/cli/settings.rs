@@ -49,12 +49,8 @@ impl Settings {
     ///
     /// A message naming the bad file, key or flag.
     pub fn resolve(args: &CaptionArgs) -> Result<Self, String> {
-        let model = ModelSettings::resolve(
-            &args.model,
-            args.parallel.get(),
-            args.timeout,
-            args.smart_crop,
-        )?;
+        let parallel = args.parallel.sessions(crate::model::cores());
+        let model = ModelSettings::resolve(&args.model, parallel, args.timeout, args.smart_crop)?;
         if args.resume && args.output.is_none() {
             return Err("--resume needs --output FILE: stdout cannot be resumed".to_owned());
         }
@@ -76,7 +72,7 @@ impl Settings {
         Ok(Self {
             prompt: prompt(args, &model),
             generation: generation(args, &model),
-            parallel: args.parallel.get() as usize,
+            parallel: parallel as usize,
             prep_threads: args.prep_threads as usize,
             output: args.output.clone(),
             format,
@@ -100,7 +96,12 @@ impl Settings {
             mmproj: args.model.mmproj.as_deref(),
             offline: m.offline,
             threads: m.load.threads(),
+            vision_threads: m.load.vision_threads(),
             ctx_size: m.load.context_size(),
+            ubatch_size: m.load.ubatch_size(),
+            flash_attn: format!("{:?}", m.load.flash_attention()).to_lowercase(),
+            kv_type: format!("{:?}", m.load.kv_cache_type()).to_lowercase(),
+            warmup: m.load.warmup(),
             max_tiles: m.load.max_tiles(),
             parallel: self.parallel,
             prep_threads: self.prep_threads,
@@ -156,7 +157,12 @@ struct View<'a> {
     mmproj: Option<&'a Path>,
     offline: bool,
     threads: u32,
+    vision_threads: u32,
     ctx_size: u32,
+    ubatch_size: u32,
+    flash_attn: String,
+    kv_type: String,
+    warmup: bool,
     max_tiles: Option<u32>,
     parallel: usize,
     prep_threads: usize,

@@ -35,6 +35,7 @@ pub mod gguf;
 mod hub;
 pub mod image;
 mod model;
+mod options;
 mod pair;
 mod preset;
 mod prompt;
@@ -46,7 +47,8 @@ pub use crate::error::{CaptionError, Error, FileRole, ImageError, LoadError, Res
 pub use crate::generation::{CancelToken, GenerationOptions};
 pub use crate::hub::{DownloadEvent, HubError, HubOptions, HubPair, DEFAULT_ENDPOINT};
 pub use crate::image::ImageInput;
-pub use crate::model::{LoadOptions, Model, ModelFiles, ModelInfo};
+pub use crate::model::{Model, ModelFiles, ModelInfo};
+pub use crate::options::{FlashAttention, KvCacheType, LoadOptions};
 pub use crate::preset::{FileSelector, NoMatch, Preset, DEFAULT_PRESET, DEFAULT_QUANTIZATION};
 pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
 pub use crate::session::{Caption, FinishReason, Session, Timings, TokenCount};

@@ -1,7 +1,6 @@
 //! The shared, loaded model pair: text decoder plus vision projector.
 
 use std::ffi::CString;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
@@ -12,8 +11,9 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::{MtmdContext, MtmdContextParams};
 use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 
-use crate::error::{Error, LoadError, Result};
+use crate::error::{LoadError, Result};
 use crate::image::{ImageOptions, Preprocessor, VisionParams};
+use crate::options::LoadOptions;
 use crate::pair::{check_pair, PairMeta};
 use crate::prompt::MEDIA_MARKER;
 use crate::session::Session;
@@ -39,130 +39,6 @@ impl ModelFiles {
             model: model.into(),
             mmproj: mmproj.into(),
         }
-    }
-}
-
-/// How a model pair is loaded and how its sessions are sized.
-///
-/// ```
-/// let options = smolvlm::LoadOptions::default().with_threads(2).with_context_size(4096);
-/// assert_eq!(options.context_size(), 4096);
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadOptions {
-    threads: Option<NonZeroU32>,
-    gpu_layers: u32,
-    vision_gpu: bool,
-    context_size: u32,
-    batch_size: u32,
-    max_tiles: Option<u32>,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            threads: None,
-            // Offload everything when built with a GPU backend; ignored on CPU builds.
-            gpu_layers: u32::MAX,
-            vision_gpu: true,
-            context_size: 4096,
-            batch_size: 2048,
-            max_tiles: None,
-        }
-    }
-}
-
-impl LoadOptions {
-    /// CPU threads for text decoding and image encoding (default: all available cores).
-    #[must_use]
-    pub fn with_threads(mut self, threads: u32) -> Self {
-        self.threads = NonZeroU32::new(threads);
-        self
-    }
-
-    /// Text-model layers to offload to the GPU (default: all). Has no effect on CPU builds.
-    #[must_use]
-    pub fn with_gpu_layers(mut self, layers: u32) -> Self {
-        self.gpu_layers = layers;
-        self
-    }
-
-    /// Whether the vision encoder runs on the GPU (default: yes, where there is one).
-    #[must_use]
-    pub fn with_vision_gpu(mut self, on: bool) -> Self {
-        self.vision_gpu = on;
-        self
-    }
-
-    /// Tokens each session's context holds: prompt, image and generated text (default 4096).
-    /// llama.cpp rounds it up to a multiple of 256.
-    #[must_use]
-    pub fn with_context_size(mut self, tokens: u32) -> Self {
-        self.context_size = tokens;
-        self
-    }
-
-    /// Tokens evaluated per decode call (default 2048); must cover the largest image chunk.
-    #[must_use]
-    pub fn with_batch_size(mut self, tokens: u32) -> Self {
-        self.batch_size = tokens;
-        self
-    }
-
-    /// The token budget: at most this many tiles per image (plus the overview
-    /// idefics3 always adds). Fewer tiles mean faster captions and less
-    /// detail. `None` (default) lets the model tile at its full longest edge.
-    ///
-    /// mtmd applies a budget per vision context, so it is a load option: with
-    /// one set, mtmd sizes images by pixel count instead of by longest edge,
-    /// and images are prepared to match.
-    #[must_use]
-    pub fn with_max_tiles(mut self, tiles: Option<u32>) -> Self {
-        self.max_tiles = tiles;
-        self
-    }
-
-    /// The tile budget, if any.
-    #[must_use]
-    pub fn max_tiles(&self) -> Option<u32> {
-        self.max_tiles
-    }
-
-    /// The thread count that will be used.
-    #[must_use]
-    pub fn threads(&self) -> u32 {
-        self.threads.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-            NonZeroU32::get,
-        )
-    }
-
-    /// The session context size.
-    #[must_use]
-    pub fn context_size(&self) -> u32 {
-        self.context_size
-    }
-
-    /// The decode batch size.
-    #[must_use]
-    pub fn batch_size(&self) -> u32 {
-        self.batch_size
-    }
-
-    fn validate(&self) -> Result<()> {
-        if self.context_size < 64 {
-            return Err(Error::invalid("context_size", "must be at least 64 tokens"));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::invalid("batch_size", "must be at least 1 token"));
-        }
-        if self.max_tiles == Some(0) {
-            return Err(Error::invalid("max_tiles", "must be at least 1"));
-        }
-        if i32::try_from(self.threads()).is_err() {
-            return Err(Error::invalid("threads", "is too large"));
-        }
-        Ok(())
     }
 }
 
@@ -196,14 +72,20 @@ pub struct ModelInfo {
     pub backend: Vec<String>,
     /// Whether this build can offload to a GPU.
     pub gpu_offload: bool,
-    /// Threads used for decoding and encoding.
+    /// Threads of each session's text decoder.
     pub threads: u32,
+    /// Threads of each session's vision encoder.
+    pub vision_threads: u32,
     /// Session context size.
     pub context_size: u32,
 }
 
 /// A loaded (model, mmproj) pair. Cheap to clone, `Send + Sync`: load it once
 /// and share it; each worker thread opens its own [`Session`].
+///
+/// The text weights are shared by every session. Each session has its own
+/// vision encoder (mtmd context), so sessions never wait on one another; the
+/// model keeps the encoder of a closed session for the next one.
 ///
 /// ```no_run
 /// use smolvlm::{GenerationOptions, LoadOptions, Model, ModelFiles};
@@ -222,13 +104,15 @@ pub struct Model {
     inner: Arc<Inner>,
 }
 
-// Field order is drop order: the mtmd context keeps pointers into the text
+// Field order is drop order: an mtmd context keeps pointers into the text
 // model, so it must be freed first.
 struct Inner {
-    mtmd: Mutex<MtmdContext>,
+    /// A vision encoder no session holds: the one made at load (which proves
+    /// the projector loads), then the last one a closed session gave back.
+    spare_vision: Mutex<Option<MtmdContext>>,
     llama: LlamaModel,
-    /// llama.cpp's context constructor mutates the model, so sessions are
-    /// created one at a time.
+    /// llama.cpp's context constructors read and update the model, so
+    /// contexts are created one at a time.
     new_context: Mutex<()>,
     chat_template: Option<String>,
     meta: PairMeta,
@@ -273,32 +157,19 @@ impl Model {
         options.validate()?;
         let meta = check_pair(&files.model, &files.mmproj)?;
         let backend = backend()?;
-        let (model_path, mmproj_path) = (utf8(&files.model)?, utf8(&files.mmproj)?);
+        let model_path = utf8(&files.model)?;
+        utf8(&files.mmproj)?;
 
-        let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
+        let params = LlamaModelParams::default()
+            .with_n_gpu_layers(options.gpu_layers)
+            .with_use_mmap(options.mmap)
+            .with_use_mlock(options.mlock);
         let llama = LlamaModel::load_from_file(backend, model_path, &params).map_err(|_| {
             LoadError::ModelLoad {
                 path: files.model.clone(),
             }
         })?;
-        let mtmd_params = MtmdContextParams {
-            use_gpu: options.vision_gpu,
-            print_timings: false,
-            n_threads: i32::try_from(options.threads()).unwrap_or(1),
-            media_marker: CString::new(MEDIA_MARKER).unwrap_or_default(),
-            image_min_tokens: -1,
-            image_max_tokens: options
-                .max_tiles
-                .and_then(|t| t.checked_mul(meta.tokens_per_tile()))
-                .and_then(|t| i32::try_from(t).ok())
-                .unwrap_or(-1),
-        };
-        let mtmd =
-            MtmdContext::init_from_file(mmproj_path, &llama, &mtmd_params).map_err(|_| {
-                LoadError::ProjectorLoad {
-                    path: files.mmproj.clone(),
-                }
-            })?;
+        let vision = new_vision(&llama, files, options, &meta)?;
         let chat_template = llama
             .chat_template(None)
             .ok()
@@ -306,7 +177,7 @@ impl Model {
         tracing::debug!(elapsed = ?started.elapsed(), "model pair loaded");
         Ok(Self {
             inner: Arc::new(Inner {
-                mtmd: Mutex::new(mtmd),
+                spare_vision: Mutex::new(Some(vision)),
                 llama,
                 new_context: Mutex::new(()),
                 chat_template,
@@ -357,7 +228,8 @@ impl Model {
             gpu_offload: backend().is_ok_and(LlamaBackend::supports_gpu_offload)
                 && inner.options.gpu_layers > 0,
             threads: inner.options.threads(),
-            context_size: inner.options.context_size,
+            vision_threads: inner.options.vision_threads(),
+            context_size: inner.options.context_size(),
         }
     }
 
@@ -372,7 +244,7 @@ impl Model {
             longest_edge: meta.longest_edge,
             tokens_per_tile: meta.tokens_per_tile(),
             pixels_per_token: merged_patch * merged_patch,
-            max_tiles: self.inner.options.max_tiles,
+            max_tiles: self.inner.options.max_tiles(),
         }
     }
 
@@ -398,23 +270,67 @@ impl Model {
         self.inner.meta.projector == "idefics3"
     }
 
-    /// Exclusive use of the vision context: mtmd's encoder writes into
-    /// buffers owned by the context, so encodes cannot overlap.
-    pub(crate) fn mtmd(&self) -> MutexGuard<'_, MtmdContext> {
-        // A panic while holding the lock leaves the context as valid as
-        // before the call that panicked; recover rather than poison callers.
-        self.inner
-            .mtmd
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A vision encoder for a new session: the spare one, or a new one.
+    pub(crate) fn take_vision(&self) -> Result<MtmdContext, LoadError> {
+        let spare = lock(&self.inner.spare_vision).take();
+        if let Some(vision) = spare {
+            return Ok(vision);
+        }
+        let inner = &*self.inner;
+        let _guard = self.context_lock();
+        new_vision(&inner.llama, &inner.files, &inner.options, &inner.meta)
+    }
+
+    /// Keeps a closed session's vision encoder for the next session, unless
+    /// one is kept already: a model holds at most one idle encoder.
+    pub(crate) fn give_back_vision(&self, vision: MtmdContext) {
+        let mut spare = lock(&self.inner.spare_vision);
+        if spare.is_none() {
+            *spare = Some(vision);
+        }
     }
 
     pub(crate) fn context_lock(&self) -> MutexGuard<'_, ()> {
-        self.inner
-            .new_context
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner.new_context)
     }
+}
+
+/// A panic while a lock is held leaves what it guards as valid as before:
+/// recover rather than poison every later caller.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One vision encoder (mtmd context) for the pair.
+fn new_vision(
+    llama: &LlamaModel,
+    files: &ModelFiles,
+    options: &LoadOptions,
+    meta: &PairMeta,
+) -> Result<MtmdContext, LoadError> {
+    let started = Instant::now();
+    let params = MtmdContextParams {
+        use_gpu: options.vision_gpu,
+        print_timings: false,
+        n_threads: i32::try_from(options.vision_threads()).unwrap_or(1),
+        media_marker: CString::new(MEDIA_MARKER).unwrap_or_default(),
+        image_min_tokens: -1,
+        image_max_tokens: options
+            .max_tiles()
+            .and_then(|t| t.checked_mul(meta.tokens_per_tile()))
+            .and_then(|t| i32::try_from(t).ok())
+            .unwrap_or(-1),
+    };
+    let mmproj = utf8(&files.mmproj)?;
+    let vision = MtmdContext::init_from_file(mmproj, llama, &params).map_err(|_| {
+        LoadError::ProjectorLoad {
+            path: files.mmproj.clone(),
+        }
+    })?;
+    tracing::debug!(elapsed = ?started.elapsed(), "vision encoder loaded");
+    Ok(vision)
 }
 
 fn utf8(path: &Path) -> Result<&str, LoadError> {

@@ -69,9 +69,6 @@ pub struct Preset {
     pub prompt: String,
     /// The recommended most tokens per caption.
     pub max_tokens: u32,
-    /// The tile budget: the most image tiles one image may use, not counting
-    /// the overview tile idefics3 adds.
-    pub max_tiles: u32,
     /// How the model and mmproj files are found in the repo listing.
     pub files: FileSelector,
 }
@@ -255,7 +252,7 @@ mod tests {
             assert!(preset.repo.starts_with("ggml-org/"), "{file}");
             assert!(preset.repo.ends_with(&format!("/{}-GGUF", preset.name)));
             assert_eq!(preset.quantization, DEFAULT_QUANTIZATION);
-            assert!(preset.max_tokens > 0 && preset.max_tiles > 0);
+            assert!(preset.max_tokens > 0);
         }
         assert_eq!(Preset::all().len(), SOURCES.len());
         assert_eq!(Preset::all()[0].name, DEFAULT_PRESET);

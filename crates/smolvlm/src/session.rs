@@ -1,12 +1,13 @@
 //! A session: one llama context (one KV cache) that captions images one after another.
 
-use std::num::NonZeroU32;
+use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
 
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType, MtmdInputChunks, MtmdInputText};
+use llama_cpp_2::mtmd::{
+    MtmdBitmap, MtmdContext, MtmdInputChunkType, MtmdInputChunks, MtmdInputText,
+};
 use llama_cpp_2::token::LlamaToken;
 
 use crate::error::{CaptionError, Error, ImageError, Result, Stage};
@@ -46,9 +47,11 @@ pub struct Timings {
     pub resize: Duration,
     /// Rendering the prompt; mtmd's image preprocessing and tokenization.
     pub tokenize: Duration,
-    /// Running the vision encoder over every tile.
+    /// The vision encoder alone, over every tile and the overview. Each
+    /// session has its own encoder, so no caption waits for another's.
     pub encode: Duration,
-    /// Evaluating the prompt: text tokens and image embeddings.
+    /// The text decoder's prompt evaluation: text tokens and the image
+    /// embeddings the encoder produced.
     pub prefill: Duration,
     /// Sampling and evaluating the generated tokens.
     pub generate: Duration,
@@ -91,9 +94,14 @@ pub struct TokenCount {
     pub timings: Timings,
 }
 
-/// One worker's llama context. It borrows its [`Model`], and it is neither
-/// `Send` nor `Sync`: the compiler keeps it on the thread that opened it.
-/// Open one per thread; they share the model's weights.
+/// One worker's engine state: a llama context (its KV cache) and a vision
+/// encoder of its own. It borrows its [`Model`], and it is neither `Send` nor
+/// `Sync`: the compiler keeps it on the thread that opened it. Open one per
+/// thread; they share the model's text weights.
+///
+/// Sessions that run at once never wait on one another, and each runs on
+/// [`LoadOptions::threads`](crate::LoadOptions::threads) cores: split the
+/// cores between them.
 ///
 /// A session captions any number of images in a row; every caption starts
 /// from an empty KV cache, so its result equals a fresh session's.
@@ -101,6 +109,8 @@ pub struct Session<'m> {
     model: &'m Model,
     preprocessor: Preprocessor,
     image_options: ImageOptions,
+    // Given back to the model on drop; it is never used after that.
+    vision: ManuallyDrop<MtmdContext>,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     n_batch: u32,
@@ -127,32 +137,51 @@ struct Tokenized {
 impl<'m> Session<'m> {
     pub(crate) fn new(model: &'m Model) -> Result<Self> {
         let options = model.options();
-        let threads = i32::try_from(options.threads()).unwrap_or(1);
         let (n_ctx, n_batch) = (options.context_size(), options.batch_size());
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch.min(512))
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads)
-            .with_no_perf(false);
         let backend = crate::model::backend()?;
         let ctx = {
             let _guard = model.context_lock();
             model
                 .llama()
-                .new_context(backend, params)
+                .new_context(backend, options.context_params())
                 .map_err(|_| Error::Session { n_ctx, n_batch })?
         };
-        Ok(Self {
+        let vision = model.take_vision()?;
+        let mut session = Self {
             model,
             preprocessor: model.preprocessor(ImageOptions::default()),
             image_options: ImageOptions::default(),
+            vision: ManuallyDrop::new(vision),
             ctx,
             batch: LlamaBatch::new(n_batch as usize, 1),
             n_batch,
             piece: Vec::new(),
-        })
+        };
+        if options.warmup() {
+            session.warm_up()?;
+        }
+        Ok(session)
+    }
+
+    /// Runs one token through the text decoder, as llama.cpp's tools do
+    /// after loading, so the first caption does not pay for first-use costs.
+    fn warm_up(&mut self) -> Result<()> {
+        let _span = tracing::debug_span!("warmup").entered();
+        let started = Instant::now();
+        let vocab = self.model.llama().vocab();
+        let token = vocab.bos();
+        self.batch.clear();
+        self.batch
+            .add(token, 0, &[0], true)
+            .map_err(|_| CaptionError::Eval {
+                stage: Stage::Prefill,
+                code: -1,
+            })?;
+        self.decode(Stage::Prefill)?;
+        self.ctx.clear_kv_cache();
+        self.ctx.reset_timings();
+        tracing::debug!(elapsed = ?started.elapsed(), "session warmed up");
+        Ok(())
     }
 
     /// Sets how this session decodes and shapes input images.
@@ -253,6 +282,53 @@ impl<'m> Session<'m> {
         })
     }
 
+    /// Times one vision encode of one tile on this session's encoder, with
+    /// its threads: what each tile of an image, and its overview, costs on
+    /// this machine. An image of `n` tiles costs about `(n + 1) ×` this in
+    /// the encoder, which is nearly all of a caption at real scale. The
+    /// synthetic image is prepared and tokenized first, untimed; only the
+    /// one encode is timed.
+    ///
+    /// # Errors
+    ///
+    /// [`CaptionError`] if mtmd cannot tokenize or encode the tile.
+    pub fn time_tile_encode(&mut self) -> Result<Duration> {
+        let side = self.model.vision().tile_size;
+        let tile = image::RgbImage::from_pixel(side, side, image::Rgb([127, 127, 127]));
+        let prepared = self
+            .model
+            .preprocessor(ImageOptions::default())
+            .prepare(ImageInput::Rgb(&tile))?;
+        let rgb = prepared.image();
+        let bitmap = MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw())
+            .map_err(|e| CaptionError::Tokenize(e.to_string()))?;
+        let input = MtmdInputText {
+            text: crate::prompt::MEDIA_MARKER.to_owned(),
+            add_special: false,
+            parse_special: true,
+        };
+        let chunks = self
+            .vision
+            .tokenize(input, &[&bitmap])
+            .map_err(|e| CaptionError::Tokenize(e.to_string()))?;
+        let chunk = (0..chunks.len())
+            .filter_map(|i| chunks.get(i))
+            .find(|c| c.chunk_type() == MtmdInputChunkType::Image)
+            .ok_or_else(|| CaptionError::Tokenize("mtmd made no image chunk".to_owned()))?;
+        let started = Instant::now();
+        self.vision
+            .encode_chunk(&chunk)
+            .map_err(|e| CaptionError::Eval {
+                stage: Stage::Prefill,
+                code: match e {
+                    llama_cpp_2::mtmd::MtmdEncodeError::EncodeFailure(code) => code,
+                    #[allow(unreachable_patterns)]
+                    _ => -1,
+                },
+            })?;
+        Ok(started.elapsed())
+    }
+
     /// Prepares the image, renders the prompt and tokenizes both.
     fn tokenize_input(
         &mut self,
@@ -298,7 +374,7 @@ impl<'m> Session<'m> {
                     ))
                 }
             };
-            let bitmap = MtmdBitmap::from_buffer(&self.model.mtmd(), &bytes, false)
+            let bitmap = MtmdBitmap::from_buffer(&self.vision, &bytes, false)
                 .map_err(|_| ImageError::MtmdLoad { origin })?;
             timings.decode = t.elapsed();
             return Ok(bitmap);
@@ -322,16 +398,15 @@ impl<'m> Session<'m> {
     /// Tokenizes text and image, and checks every limit llama.cpp would abort on.
     fn tokenize_chunks(&self, prompt: &RenderedPrompt, bitmap: &MtmdBitmap) -> Result<Tokenized> {
         let _span = tracing::debug_span!("tokenize").entered();
-        let chunks = {
-            let mtmd = self.model.mtmd();
-            let input = MtmdInputText {
-                text: prompt.head.clone(),
-                add_special: true,
-                parse_special: true,
-            };
-            mtmd.tokenize(input, &[bitmap])
-                .map_err(|e| CaptionError::Tokenize(e.to_string()))?
+        let input = MtmdInputText {
+            text: prompt.head.clone(),
+            add_special: true,
+            parse_special: true,
         };
+        let chunks = self
+            .vision
+            .tokenize(input, &[bitmap])
+            .map_err(|e| CaptionError::Tokenize(e.to_string()))?;
         let tail = self
             .model
             .llama()
@@ -386,27 +461,27 @@ impl<'m> Session<'m> {
         let started = Instant::now();
         // The head (text up to and including the image) goes through mtmd,
         // which encodes each tile and decodes its embeddings. llama.cpp's
-        // prompt-eval timer tells how much of that was decoding.
+        // decode timers (batches and single tokens) tell how much of that
+        // was the text decoder; the rest is the vision encoder.
         self.ctx.reset_timings();
-        let n_past = {
-            let mut mtmd = self.model.mtmd();
-            tokenized
-                .chunks
-                .eval_chunks(
-                    &mut mtmd,
-                    &mut self.ctx,
-                    0,
-                    0,
-                    i32::try_from(self.n_batch).unwrap_or(i32::MAX),
-                    tokenized.tail.is_empty(),
-                )
-                .map_err(|e| CaptionError::Eval {
-                    stage: Stage::Prefill,
-                    code: eval_code(&e),
-                })?
-        };
+        let n_past = tokenized
+            .chunks
+            .eval_chunks(
+                &mut self.vision,
+                &mut self.ctx,
+                0,
+                0,
+                i32::try_from(self.n_batch).unwrap_or(i32::MAX),
+                tokenized.tail.is_empty(),
+            )
+            .map_err(|e| CaptionError::Eval {
+                stage: Stage::Prefill,
+                code: eval_code(&e),
+            })?;
         let head = started.elapsed();
-        let decoded = Duration::from_secs_f64(self.ctx.timings().t_p_eval_ms().max(0.0) / 1e3);
+        let decoding = self.ctx.timings();
+        let decoded =
+            Duration::from_secs_f64((decoding.t_p_eval_ms() + decoding.t_eval_ms()).max(0.0) / 1e3);
         timings.encode = head.saturating_sub(decoded);
 
         let mut n_past = n_past;
@@ -490,6 +565,15 @@ impl<'m> Session<'m> {
                 stage,
                 code: decode_code(&e),
             })
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `vision` is taken exactly once, here, and the session is
+        // never used again after `drop`.
+        let vision = unsafe { ManuallyDrop::take(&mut self.vision) };
+        self.model.give_back_vision(vision);
     }
 }
 

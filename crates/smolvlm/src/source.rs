@@ -6,7 +6,8 @@ use std::str::FromStr;
 
 use crate::error::Result;
 use crate::hub::{fetch_pair, is_safe_name, HubError, HubOptions, HubPair, PairRequest};
-use crate::model::{LoadOptions, Model, ModelFiles};
+use crate::model::{Model, ModelFiles};
+use crate::options::LoadOptions;
 use crate::pair::check_pair;
 use crate::preset::{FileSelector, Preset, DEFAULT_PRESET, DEFAULT_QUANTIZATION};
 

@@ -195,6 +195,43 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     }
 }
 
+/// An image file's upright size, read from its header alone: no pixel is
+/// decoded, and the EXIF orientation is applied.
+pub(crate) fn probe(
+    path: &std::path::Path,
+    limits: &DecodeLimits,
+) -> Result<(u32, u32), ImageError> {
+    let origin = || format!("'{}'", path.display());
+    let src = Source {
+        bytes: &[],
+        origin: &origin,
+    };
+    let reader = ImageReader::open(path)
+        .map_err(|source| ImageError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .with_guessed_format()
+        .map_err(|source| ImageError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if reader.format().is_none() {
+        return Err(ImageError::UnknownFormat { origin: origin() });
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| limit_or(e, &src, limits))?;
+    let (w, h) = decoder.dimensions();
+    check_size(w, h, &src, limits)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    Ok(if swaps_axes(orientation) {
+        (h, w)
+    } else {
+        (w, h)
+    })
+}
+
 /// Whether applying `o` swaps width and height.
 pub(crate) fn swaps_axes(o: Orientation) -> bool {
     matches!(

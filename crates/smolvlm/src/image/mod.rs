@@ -239,6 +239,24 @@ impl Preprocessor {
         plan(w, h, &self.vision)
     }
 
+    /// The tile plan of an image file, from its header alone: it reads the
+    /// size and EXIF orientation and decodes no pixel, so it is cheap enough
+    /// to plan a whole dataset before captioning it. With smart crop on, the
+    /// borders a caption would trim are not known yet: the plan is then for
+    /// the untrimmed image, an upper bound.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError`] for a file that cannot be read, is not an image, has an
+    /// unreadable header, or is larger than the limits.
+    pub fn plan_file(&self, path: &Path) -> Result<TilePlan, ImageError> {
+        let (w, h) = decode::probe(path, &self.options.limits)?;
+        self.plan(w, h).ok_or(ImageError::Empty {
+            width: w,
+            height: h,
+        })
+    }
+
     /// Decodes, trims, plans and resizes one image.
     ///
     /// # Errors
