@@ -1,7 +1,9 @@
 //! The on-disk cache of generated pairs, shared by every test process.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
+use crate::real::{self, ProjectorType, RealShape};
 use crate::{generate, TinyModel, TinyModelSpec};
 
 /// Bumped whenever generation changes, so stale pairs are not reused.
@@ -59,6 +61,50 @@ pub fn tiny_model_with(spec: &TinyModelSpec) -> TinyModel {
             dir.display()
         )
     })
+}
+
+/// The real-size pair of `shape` with an mmproj of type `mmproj`, generated
+/// once into `<cache_dir>/real-v<N>-<name>/` and reused afterwards.
+///
+/// That directory holds `model.gguf` and one file per [`ProjectorType`]
+/// ([`ProjectorType::file_name`]); each is written the first time a pair needs
+/// it, so the text model is written once for both types. Within a process,
+/// generation is serialised, so parallel tests never write (or hold in memory)
+/// the same file twice; across processes, temporary files and renames keep
+/// every reader's view complete.
+///
+/// # Panics
+///
+/// If a file cannot be written; this is a test helper.
+#[must_use]
+#[allow(clippy::panic)] // a test helper: documented under # Panics
+pub fn real_model(shape: RealShape, mmproj: ProjectorType) -> TinyModel {
+    static GENERATING: Mutex<()> = Mutex::new(());
+    let dir = cache_dir().join(shape.cache_key());
+    let pair = real::real_pair_in(&dir, mmproj);
+    if pair.model.is_file() && pair.mmproj.is_file() {
+        return pair;
+    }
+    // Files only ever appear complete (renamed into place), so a lock
+    // poisoned by a panicking generator is safe to take.
+    let _guard = GENERATING.lock().unwrap_or_else(PoisonError::into_inner);
+    let result = std::fs::create_dir_all(&dir).and_then(|()| {
+        if !pair.model.is_file() {
+            real::write_model(shape, &pair.model)?;
+        }
+        if !pair.mmproj.is_file() {
+            real::write_mmproj(shape, mmproj, &pair.mmproj)?;
+        }
+        Ok(())
+    });
+    if let Err(err) = result {
+        panic!(
+            "smolvlm-testkit: cannot generate the {} pair ({mmproj:?} mmproj) in '{}': {err}",
+            shape.name(),
+            dir.display()
+        );
+    }
+    pair
 }
 
 /// Directory name of a spec's pair: the format version and a stable hash of the

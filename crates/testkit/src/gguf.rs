@@ -1,7 +1,11 @@
-//! A small GGUF v3 writer: typed metadata and F32/F16 tensors.
+//! A small GGUF v3 writer: typed metadata and F32/F16/Q8_0 tensors.
 //!
-//! It writes only what the tiny model pair needs. Metadata keys and tensors are
-//! written in insertion order, so the same calls always give the same bytes.
+//! It writes only what the generated model pairs need. Metadata keys and
+//! tensors are written in insertion order, so the same calls always give the
+//! same bytes. Tensors are either held in memory ([`GgufWriter::add_tensor_f32`]
+//! and friends) or streamed, produced one at a time while the file is written
+//! ([`GgufWriter::write_streamed`]), so that a file of hundreds of MB is never
+//! held whole in memory.
 //!
 //! ```
 //! use smolvlm_testkit::gguf::GgufWriter;
@@ -18,6 +22,8 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+
+use crate::quant::{quantize_q8_0, Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 
 /// `"GGUF"` read as a little-endian u32.
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -36,6 +42,7 @@ const TYPE_ARRAY: u32 = 9;
 // ggml tensor type tags (ggml.h `enum ggml_type`).
 const GGML_TYPE_F32: u32 = 0;
 const GGML_TYPE_F16: u32 = 1;
+const GGML_TYPE_Q8_0: u32 = 8;
 
 /// One typed metadata value.
 ///
@@ -62,6 +69,47 @@ pub enum MetadataValue {
     F32Array(Vec<f32>),
 }
 
+/// How a tensor's elements are stored: the ggml types this writer supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorType {
+    /// 32-bit floats (ggml type 0).
+    F32,
+    /// IEEE half floats (ggml type 1).
+    F16,
+    /// Blocks of 32 signed bytes sharing a half-float scale (ggml type 8); see
+    /// [`crate::quant`].
+    Q8_0,
+}
+
+impl TensorType {
+    fn ggml_type(self) -> u32 {
+        match self {
+            TensorType::F32 => GGML_TYPE_F32,
+            TensorType::F16 => GGML_TYPE_F16,
+            TensorType::Q8_0 => GGML_TYPE_Q8_0,
+        }
+    }
+
+    /// Elements per storage block; a tensor's `ne[0]` must be a multiple of it.
+    #[must_use]
+    pub fn block_len(self) -> u64 {
+        match self {
+            TensorType::F32 | TensorType::F16 => 1,
+            TensorType::Q8_0 => Q8_0_BLOCK as u64,
+        }
+    }
+
+    /// Bytes that `n_elements` elements take (a whole number of blocks).
+    #[must_use]
+    pub fn byte_len(self, n_elements: u64) -> u64 {
+        match self {
+            TensorType::F32 => n_elements * 4,
+            TensorType::F16 => n_elements * 2,
+            TensorType::Q8_0 => n_elements / Q8_0_BLOCK as u64 * Q8_0_BLOCK_BYTES as u64,
+        }
+    }
+}
+
 /// The stored element data of a tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TensorData {
@@ -69,20 +117,19 @@ pub enum TensorData {
     F32(Vec<f32>),
     /// IEEE half floats, as raw bits.
     F16(Vec<u16>),
+    /// `Q8_0` blocks, as raw bytes ([`crate::quant::Q8_0_BLOCK_BYTES`] per 32
+    /// elements).
+    Q8_0(Vec<u8>),
 }
 
 impl TensorData {
-    fn len(&self) -> usize {
+    /// The storage type of this data.
+    #[must_use]
+    pub fn tensor_type(&self) -> TensorType {
         match self {
-            TensorData::F32(v) => v.len(),
-            TensorData::F16(v) => v.len(),
-        }
-    }
-
-    fn ggml_type(&self) -> u32 {
-        match self {
-            TensorData::F32(_) => GGML_TYPE_F32,
-            TensorData::F16(_) => GGML_TYPE_F16,
+            TensorData::F32(_) => TensorType::F32,
+            TensorData::F16(_) => TensorType::F16,
+            TensorData::Q8_0(_) => TensorType::Q8_0,
         }
     }
 
@@ -90,7 +137,53 @@ impl TensorData {
         match self {
             TensorData::F32(v) => v.len() * 4,
             TensorData::F16(v) => v.len() * 2,
+            TensorData::Q8_0(v) => v.len(),
         }
+    }
+
+    /// What the data holds, for error messages.
+    fn describe(&self) -> String {
+        match self {
+            TensorData::F32(v) => format!("{} values", v.len()),
+            TensorData::F16(v) => format!("{} values", v.len()),
+            TensorData::Q8_0(v) => format!("{} bytes of Q8_0 blocks", v.len()),
+        }
+    }
+}
+
+/// A tensor's entry in the file header: its name, dimensions and storage type.
+/// Its data comes later, from [`GgufWriter::write_streamed`]'s callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// Tensor name, e.g. `blk.0.attn_q.weight`.
+    pub name: String,
+    /// Dimensions in ggml order (fastest first).
+    pub ne: Vec<u64>,
+    /// Storage type.
+    pub ty: TensorType,
+}
+
+impl TensorInfo {
+    /// A header entry for a tensor named `name` of dims `ne`, stored as `ty`.
+    #[must_use]
+    pub fn new(name: &str, ne: &[u64], ty: TensorType) -> Self {
+        Self {
+            name: name.to_owned(),
+            ne: ne.to_vec(),
+            ty,
+        }
+    }
+
+    /// Number of elements: the product of the dimensions.
+    #[must_use]
+    pub fn n_elements(&self) -> u64 {
+        self.ne.iter().product()
+    }
+
+    /// Bytes of data the tensor takes in the file, before alignment padding.
+    #[must_use]
+    pub fn byte_len(&self) -> u64 {
+        self.ty.byte_len(self.n_elements())
     }
 }
 
@@ -187,6 +280,17 @@ impl GgufWriter {
         self
     }
 
+    /// Adds a `Q8_0` tensor, quantizing `data` as ggml does
+    /// ([`crate::quant::quantize_q8_0`]). `ne[0]` must be a multiple of 32.
+    pub fn add_tensor_q8_0(&mut self, name: &str, ne: &[u64], data: &[f32]) -> &mut Self {
+        self.tensors.push(Tensor {
+            name: name.to_owned(),
+            ne: ne.to_vec(),
+            data: TensorData::Q8_0(quantize_q8_0(data)),
+        });
+        self
+    }
+
     /// The tensors added so far, in file order.
     #[must_use]
     pub fn tensors(&self) -> &[Tensor] {
@@ -206,7 +310,7 @@ impl GgufWriter {
     /// Any I/O error, and `InvalidInput` if the content is inconsistent (see
     /// [`GgufWriter::write_to`]).
     pub fn write_to_path(&self, path: &Path) -> io::Result<()> {
-        self.validate()?;
+        self.validate(&[])?;
         let mut out = BufWriter::new(File::create(path)?);
         self.write_to(&mut out)?;
         out.into_inner()
@@ -220,33 +324,34 @@ impl GgufWriter {
     ///
     /// Any I/O error from `out`, and `InvalidInput` when a key or tensor name is
     /// repeated or a tensor's data length does not match its dimensions.
-    pub fn write_to<W: Write>(&self, mut out: W) -> io::Result<()> {
-        self.validate()?;
-        out.write_all(MAGIC)?;
-        out.write_all(&VERSION.to_le_bytes())?;
-        write_u64(&mut out, self.tensors.len() as u64)?;
-        write_u64(&mut out, self.metadata.len() as u64)?;
-        let mut written = 4 + 4 + 8 + 8;
+    pub fn write_to<W: Write>(&self, out: W) -> io::Result<()> {
+        self.write_streamed(&[], out, |_, _, _| Ok(()))
+    }
 
-        for (key, value) in &self.metadata {
-            written += write_string(&mut out, key)?;
-            written += write_value(&mut out, value)?;
-        }
+    /// Writes the file to `out`, with the tensors held in memory followed by
+    /// `streamed`, whose bytes `fill(index, info, buf)` appends to an empty
+    /// `buf` one tensor at a time, in order. Only one streamed tensor's data is
+    /// in memory at once.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error from `out` or `fill`; `InvalidInput` when a key or tensor
+    /// name is repeated, a tensor's dimensions do not fit its type (`ne[0]` a
+    /// multiple of 32 for `Q8_0`) or its data; `InvalidData` when `fill`
+    /// produces a byte count other than [`TensorInfo::byte_len`].
+    pub fn write_streamed<W, F>(
+        &self,
+        streamed: &[TensorInfo],
+        mut out: W,
+        mut fill: F,
+    ) -> io::Result<()>
+    where
+        W: Write,
+        F: FnMut(usize, &TensorInfo, &mut Vec<u8>) -> io::Result<()>,
+    {
+        self.validate(streamed)?;
+        self.write_header(&mut out, streamed)?;
 
-        let mut offset = 0usize;
-        for tensor in &self.tensors {
-            written += write_string(&mut out, &tensor.name)?;
-            out.write_all(&(tensor.ne.len() as u32).to_le_bytes())?;
-            for &dim in &tensor.ne {
-                write_u64(&mut out, dim)?;
-            }
-            out.write_all(&tensor.data.ggml_type().to_le_bytes())?;
-            write_u64(&mut out, offset as u64)?;
-            written += 4 + 8 * tensor.ne.len() + 4 + 8;
-            offset = align(offset + tensor.data.byte_len());
-        }
-
-        write_padding(&mut out, written)?;
         let mut data_written = 0usize;
         for tensor in &self.tensors {
             match &tensor.data {
@@ -260,31 +365,127 @@ impl GgufWriter {
                         out.write_all(&v.to_le_bytes())?;
                     }
                 }
+                TensorData::Q8_0(blocks) => out.write_all(blocks)?,
             }
             data_written += tensor.data.byte_len();
+            data_written += write_padding(&mut out, data_written)?;
+        }
+        let mut buf = Vec::new();
+        for (i, info) in streamed.iter().enumerate() {
+            buf.clear();
+            fill(i, info, &mut buf)?;
+            if buf.len() as u64 != info.byte_len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "streamed GGUF tensor '{}' ({:?} {:?}) got {} bytes, expected {}",
+                        info.name,
+                        info.ty,
+                        info.ne,
+                        buf.len(),
+                        info.byte_len()
+                    ),
+                ));
+            }
+            out.write_all(&buf)?;
+            data_written += buf.len();
             data_written += write_padding(&mut out, data_written)?;
         }
         out.flush()
     }
 
-    fn validate(&self) -> io::Result<()> {
+    /// Size in bytes of the file [`GgufWriter::write_streamed`] writes with
+    /// these `streamed` tensors (`&[]` for [`GgufWriter::write_to`]), computed
+    /// without producing any tensor data.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for the inconsistencies `write_streamed` rejects.
+    pub fn file_len(&self, streamed: &[TensorInfo]) -> io::Result<u64> {
+        self.validate(streamed)?;
+        let header = self.write_header(&mut io::sink(), streamed)? as u64;
+        let data: u64 = self
+            .header_entries(streamed)
+            .map(|(_, ne, ty)| align(ty.byte_len(ne.iter().product()) as usize) as u64)
+            .sum();
+        Ok(header + data)
+    }
+
+    /// Name, dims and type of every tensor: in-memory ones, then `streamed`.
+    fn header_entries<'a>(
+        &'a self,
+        streamed: &'a [TensorInfo],
+    ) -> impl Iterator<Item = (&'a str, &'a [u64], TensorType)> {
+        let held = self
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.ne.as_slice(), t.data.tensor_type()));
+        held.chain(
+            streamed
+                .iter()
+                .map(|t| (t.name.as_str(), t.ne.as_slice(), t.ty)),
+        )
+    }
+
+    /// Writes everything before the tensor data, padding included; returns
+    /// its length.
+    fn write_header<W: Write>(&self, out: &mut W, streamed: &[TensorInfo]) -> io::Result<usize> {
+        out.write_all(MAGIC)?;
+        out.write_all(&VERSION.to_le_bytes())?;
+        write_u64(out, (self.tensors.len() + streamed.len()) as u64)?;
+        write_u64(out, self.metadata.len() as u64)?;
+        let mut written = 4 + 4 + 8 + 8;
+
+        for (key, value) in &self.metadata {
+            written += write_string(out, key)?;
+            written += write_value(out, value)?;
+        }
+
+        let mut offset = 0usize;
+        for (name, ne, ty) in self.header_entries(streamed) {
+            written += write_string(out, name)?;
+            out.write_all(&(ne.len() as u32).to_le_bytes())?;
+            for &dim in ne {
+                write_u64(out, dim)?;
+            }
+            out.write_all(&ty.ggml_type().to_le_bytes())?;
+            write_u64(out, offset as u64)?;
+            written += 4 + 8 * ne.len() + 4 + 8;
+            offset = align(offset + ty.byte_len(ne.iter().product()) as usize);
+        }
+
+        written += write_padding(out, written)?;
+        Ok(written)
+    }
+
+    fn validate(&self, streamed: &[TensorInfo]) -> io::Result<()> {
         let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
         for (i, (key, _)) in self.metadata.iter().enumerate() {
             if self.metadata[..i].iter().any(|(k, _)| k == key) {
                 return invalid(format!("GGUF metadata key '{key}' is set twice"));
             }
         }
-        for (i, tensor) in self.tensors.iter().enumerate() {
-            if self.tensors[..i].iter().any(|t| t.name == tensor.name) {
-                return invalid(format!("GGUF tensor '{}' is added twice", tensor.name));
+        let entries: Vec<_> = self.header_entries(streamed).collect();
+        for (i, &(name, ne, ty)) in entries.iter().enumerate() {
+            if entries[..i].iter().any(|&(n, _, _)| n == name) {
+                return invalid(format!("GGUF tensor '{name}' is added twice"));
             }
-            let expected: u64 = tensor.ne.iter().product();
-            if tensor.ne.is_empty() || tensor.ne.len() > 4 || expected != tensor.data.len() as u64 {
+            if ne.is_empty() || ne.len() > 4 || !ne[0].is_multiple_of(ty.block_len()) {
                 return invalid(format!(
-                    "GGUF tensor '{}' has dims {:?} ({expected} elements) but {} values",
+                    "GGUF tensor '{name}' has dims {ne:?}: 1 to 4 dims are allowed, and {ty:?} \
+                     needs ne[0] to be a multiple of {}",
+                    ty.block_len()
+                ));
+            }
+        }
+        for tensor in &self.tensors {
+            let expected: u64 = tensor.ne.iter().product();
+            if tensor.data.tensor_type().byte_len(expected) != tensor.data.byte_len() as u64 {
+                return invalid(format!(
+                    "GGUF tensor '{}' has dims {:?} ({expected} elements) but {}",
                     tensor.name,
                     tensor.ne,
-                    tensor.data.len()
+                    tensor.data.describe()
                 ));
             }
         }
@@ -450,6 +651,72 @@ mod tests {
         let mut gguf = GgufWriter::new();
         gguf.add_u32("k", 1).add_u32("k", 2);
         assert!(gguf.write_to(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn q8_0_tensor_and_type_sizes() {
+        assert_eq!(TensorType::Q8_0.byte_len(64), 68);
+        assert_eq!(TensorType::F16.byte_len(64), 128);
+        assert_eq!(TensorType::F32.byte_len(64), 256);
+        let values: Vec<f32> = (0..64).map(|i| i as f32 - 32.0).collect();
+        let mut gguf = GgufWriter::new();
+        gguf.add_tensor_q8_0("q", &[32, 2], &values);
+        let mut bytes = Vec::new();
+        gguf.write_to(&mut bytes).unwrap();
+        // Header: name "q", 2 dims, type 8, offset 0; data: 68 bytes padded to 96.
+        let info = 24 + 8 + 1 + 4 + 16;
+        assert_eq!(
+            u32::from_le_bytes(bytes[info..info + 4].try_into().unwrap()),
+            8
+        );
+        assert_eq!(bytes.len(), 96 + 96);
+        assert_eq!(&bytes[96..96 + 68], crate::quant::quantize_q8_0(&values));
+        assert_eq!(gguf.file_len(&[]).unwrap(), bytes.len() as u64);
+
+        // ne[0] must be a whole number of blocks.
+        let mut bad = GgufWriter::new();
+        bad.add_tensor_q8_0("q", &[16, 2], &values[..32]);
+        let err = bad.write_to(Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn streamed_tensors_match_in_memory_ones() {
+        let values: Vec<f32> = (0..40).map(|i| i as f32 * 0.25).collect();
+        let mut held = GgufWriter::new();
+        held.add_string("general.architecture", "llama")
+            .add_tensor_f32("a", &[8], values[..8].to_vec())
+            .add_tensor_f32("b", &[8, 4], values[8..].to_vec());
+        let mut expected = Vec::new();
+        held.write_to(&mut expected).unwrap();
+
+        // The same file with "b" streamed.
+        let mut meta = GgufWriter::new();
+        meta.add_string("general.architecture", "llama")
+            .add_tensor_f32("a", &[8], values[..8].to_vec());
+        let streamed = [TensorInfo::new("b", &[8, 4], TensorType::F32)];
+        let mut bytes = Vec::new();
+        meta.write_streamed(&streamed, &mut bytes, |i, info, buf| {
+            assert_eq!((i, info.name.as_str()), (0, "b"));
+            buf.extend(values[8..].iter().flat_map(|v| v.to_le_bytes()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(bytes, expected);
+        assert_eq!(meta.file_len(&streamed).unwrap(), expected.len() as u64);
+
+        // A callback that produces the wrong length is an error.
+        let err = meta
+            .write_streamed(&streamed, Vec::new(), |_, _, buf| {
+                buf.push(0);
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // So is a streamed name that is already held.
+        let dup = [TensorInfo::new("a", &[8], TensorType::F32)];
+        let err = meta.file_len(&dup).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

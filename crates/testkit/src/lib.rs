@@ -6,6 +6,9 @@
 //!   tokens and chat template, and an `idefics3` mmproj), a few hundred KB, that
 //!   llama.cpp loads and runs end to end. Its text is gibberish but
 //!   deterministic under greedy sampling, and depends on the image.
+//! - [`real_model`] / [`generate_real`]: pairs with the exact shapes of the
+//!   published SmolVLM-256M/500M-Instruct GGUFs (Q8_0 text model, Q8_0 or F16
+//!   mmproj) and random weights, hundreds of MB, for benchmarks at real scale.
 //! - [`images`]: deterministic synthetic images.
 //!
 //! The pair follows `shared/TINY_MODEL.md`, which lists every key and tensor
@@ -21,6 +24,8 @@
 
 pub mod gguf;
 pub mod images;
+pub mod quant;
+pub mod real;
 pub mod vocab;
 
 mod cache;
@@ -33,7 +38,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use cache::{cache_dir, tiny_model, tiny_model_with, FORMAT_VERSION};
+pub use cache::{cache_dir, real_model, tiny_model, tiny_model_with, FORMAT_VERSION};
+pub use real::{generate_real, ProjectorType, RealShape};
 
 /// File name of the text model inside a generated pair's directory.
 pub const MODEL_FILE: &str = "model.gguf";
@@ -238,21 +244,22 @@ pub fn generate(spec: &TinyModelSpec, dir: &Path) -> io::Result<TinyModel> {
     spec.validate()?;
     fs::create_dir_all(dir)?;
     let pair = TinyModel::in_dir(dir);
-    write_atomically(&text_model::build(spec), &pair.model)?;
-    write_atomically(&mmproj::build(spec), &pair.mmproj)?;
+    write_atomically(&pair.model, |tmp| {
+        text_model::build(spec).write_to_path(tmp)
+    })?;
+    write_atomically(&pair.mmproj, |tmp| mmproj::build(spec).write_to_path(tmp))?;
     Ok(pair)
 }
 
-/// Writes to a unique temporary name beside `path`, then renames over `path`.
-fn write_atomically(gguf: &gguf::GgufWriter, path: &Path) -> io::Result<()> {
+/// Has `write` write a unique temporary name beside `path`, then renames it
+/// over `path`.
+fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> io::Result<()>) -> io::Result<()> {
     // Unique per process and per call, so parallel writers never share a temp file.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("gguf");
     let tmp = path.with_file_name(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
-    let result = gguf
-        .write_to_path(&tmp)
-        .and_then(|()| fs::rename(&tmp, path));
+    let result = write(&tmp).and_then(|()| fs::rename(&tmp, path));
     if result.is_err() {
         // Best effort: the original error is the one worth reporting.
         let _ = fs::remove_file(&tmp);

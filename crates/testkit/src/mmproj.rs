@@ -3,31 +3,51 @@
 //! Keys and tensors follow `TINY_MODEL.md` §2.
 
 use crate::gguf::GgufWriter;
-use crate::init::WeightInit;
+use crate::init::{self, Role, TensorPlan, WeightInit};
 use crate::TinyModelSpec;
 
 /// Std of the learned position embeddings: large enough that patches at
 /// different places differ even on a flat image.
 const POSITION_EMBD_STD: f32 = 0.5;
 /// Mixed into the spec's seed so the two files do not share a random stream.
-const MMPROJ_SEED_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
+pub(crate) const MMPROJ_SEED_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// Builds the complete mmproj file for `spec`.
+/// Builds the complete tiny mmproj file for `spec`.
 pub(crate) fn build(spec: &TinyModelSpec) -> GgufWriter {
     let mut gguf = GgufWriter::new();
-    add_metadata(&mut gguf, spec);
-    add_tensors(&mut gguf, spec);
+    add_metadata(
+        &mut gguf,
+        spec,
+        "smolvlm-testkit tiny mmproj",
+        u32::from(spec.f16),
+    );
+    let mut init = WeightInit::new(spec.seed ^ MMPROJ_SEED_SALT);
+    for plan in tensors(spec) {
+        let data = init.plan_values(&plan);
+        match plan.role {
+            Role::Matrix | Role::Conv if spec.f16 => {
+                gguf.add_tensor_f16(&plan.name, &plan.ne, &data)
+            }
+            _ => gguf.add_tensor_f32(&plan.name, &plan.ne, data),
+        };
+    }
     gguf
 }
 
-fn add_metadata(gguf: &mut GgufWriter, spec: &TinyModelSpec) {
+/// `file_type` is `general.file_type` (a `llama_ftype`: 0 F32, 1 F16, 7 Q8_0).
+pub(crate) fn add_metadata(
+    gguf: &mut GgufWriter,
+    spec: &TinyModelSpec,
+    name: &str,
+    file_type: u32,
+) {
     gguf.add_string("general.architecture", "clip")
-        .add_string("general.name", "smolvlm-testkit tiny mmproj")
+        .add_string("general.name", name)
         .add_string(
             "general.description",
             "Random weights with SmolVLM's vision tower and idefics3 projector; for tests only",
         )
-        .add_u32("general.file_type", u32::from(spec.f16))
+        .add_u32("general.file_type", file_type)
         .add_bool("clip.has_vision_encoder", true)
         .add_string("clip.projector_type", "idefics3")
         // SigLIP's gelu is the tanh approximation; without this key clip.cpp
@@ -49,77 +69,59 @@ fn add_metadata(gguf: &mut GgufWriter, spec: &TinyModelSpec) {
         .add_u32("clip.vision.preproc_image_size", spec.longest_edge);
 }
 
-fn add_tensors(gguf: &mut GgufWriter, spec: &TinyModelSpec) {
-    let mut init = WeightInit::new(spec.seed ^ MMPROJ_SEED_SALT);
+/// The tensors of the mmproj, in file order.
+pub(crate) fn tensors(spec: &TinyModelSpec) -> Vec<TensorPlan> {
     let embd = spec.vision_embd as usize;
     let ff = spec.vision_ff as usize;
     let patch = spec.patch_size as usize;
     let n_patches = (spec.tile_size / spec.patch_size).pow(2) as usize;
     let merged = embd * (spec.scale_factor as usize).pow(2);
     let out = spec.mmproj_out_embd as usize;
-    let matrix = |gguf: &mut GgufWriter, name: &str, ne: &[usize], data: Vec<f32>| {
-        let ne: Vec<u64> = ne.iter().map(|&d| d as u64).collect();
-        if spec.f16 {
-            gguf.add_tensor_f16(name, &ne, &data);
-        } else {
-            gguf.add_tensor_f32(name, &ne, data);
-        }
-    };
-    let vector = |gguf: &mut GgufWriter, name: &str, data: Vec<f32>| {
-        gguf.add_tensor_f32(name, &[data.len() as u64], data);
-    };
+    let matrix = |name: String, ne: [usize; 2]| TensorPlan::linear(name, &ne, Role::Matrix, ne[0]);
+    let mut plans = Vec::with_capacity(6 + 16 * spec.vision_blocks as usize);
 
-    let conv_fan_in = patch * patch * 3;
-    matrix(
-        gguf,
-        "v.patch_embd.weight",
-        &[patch, patch, 3, embd],
-        init.linear(conv_fan_in * embd, conv_fan_in),
-    );
-    vector(gguf, "v.patch_embd.bias", init.bias(embd));
-    // Always F32: the graph adds it to F32 activations, and an F16 operand
-    // aborts on the CPU backend.
-    gguf.add_tensor_f32(
-        "v.position_embd.weight",
-        &[embd as u64, n_patches as u64],
-        init.normal(embd * n_patches, 0.0, POSITION_EMBD_STD),
-    );
+    plans.extend([
+        TensorPlan::linear(
+            "v.patch_embd.weight",
+            &[patch, patch, 3, embd],
+            Role::Conv,
+            patch * patch * 3,
+        ),
+        TensorPlan::vector("v.patch_embd.bias", embd, init::BIAS),
+        // Always F32: the graph adds it to F32 activations, and an F16 operand
+        // aborts on the CPU backend.
+        TensorPlan::new(
+            "v.position_embd.weight",
+            &[embd, n_patches],
+            Role::Vector,
+            (0.0, POSITION_EMBD_STD),
+        ),
+    ]);
 
     for i in 0..spec.vision_blocks {
         let name = |t: &str| format!("v.blk.{i}.{t}");
-        vector(gguf, &name("ln1.weight"), init.norm(embd));
-        vector(gguf, &name("ln1.bias"), init.bias(embd));
+        plans.push(TensorPlan::vector(name("ln1.weight"), embd, init::NORM));
+        plans.push(TensorPlan::vector(name("ln1.bias"), embd, init::BIAS));
         for t in ["attn_q", "attn_k", "attn_v", "attn_out"] {
-            let weight = init.linear(embd * embd, embd);
-            matrix(gguf, &name(&format!("{t}.weight")), &[embd, embd], weight);
-            vector(gguf, &name(&format!("{t}.bias")), init.bias(embd));
+            plans.push(matrix(name(&format!("{t}.weight")), [embd, embd]));
+            plans.push(TensorPlan::vector(
+                name(&format!("{t}.bias")),
+                embd,
+                init::BIAS,
+            ));
         }
-        vector(gguf, &name("ln2.weight"), init.norm(embd));
-        vector(gguf, &name("ln2.bias"), init.bias(embd));
+        plans.push(TensorPlan::vector(name("ln2.weight"), embd, init::NORM));
+        plans.push(TensorPlan::vector(name("ln2.bias"), embd, init::BIAS));
         // ffn_down keeps ne[0] = n_ff (≠ n_embd): clip.cpp swaps up/down for
         // idefics3 when ffn_down.ne[0] == n_embd.
-        matrix(
-            gguf,
-            &name("ffn_up.weight"),
-            &[embd, ff],
-            init.linear(embd * ff, embd),
-        );
-        vector(gguf, &name("ffn_up.bias"), init.bias(ff));
-        matrix(
-            gguf,
-            &name("ffn_down.weight"),
-            &[ff, embd],
-            init.linear(ff * embd, ff),
-        );
-        vector(gguf, &name("ffn_down.bias"), init.bias(embd));
+        plans.push(matrix(name("ffn_up.weight"), [embd, ff]));
+        plans.push(TensorPlan::vector(name("ffn_up.bias"), ff, init::BIAS));
+        plans.push(matrix(name("ffn_down.weight"), [ff, embd]));
+        plans.push(TensorPlan::vector(name("ffn_down.bias"), embd, init::BIAS));
     }
-    vector(gguf, "v.post_ln.weight", init.norm(embd));
-    vector(gguf, "v.post_ln.bias", init.bias(embd));
+    plans.push(TensorPlan::vector("v.post_ln.weight", embd, init::NORM));
+    plans.push(TensorPlan::vector("v.post_ln.bias", embd, init::BIAS));
     // ne[1] is what mtmd compares with the text model's embedding length.
-    matrix(
-        gguf,
-        "mm.model.fc.weight",
-        &[merged, out],
-        init.linear(merged * out, merged),
-    );
+    plans.push(matrix("mm.model.fc.weight".to_owned(), [merged, out]));
+    plans
 }
