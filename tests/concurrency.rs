@@ -2,7 +2,11 @@
 
 use smolvlm_testkit::images::{gradient, noise};
 
-use crate::util::{greedy, model};
+use std::sync::Barrier;
+
+use smolvlm::LoadOptions;
+
+use crate::util::{greedy, load, model};
 
 #[test]
 fn four_threads_with_own_sessions_match_the_single_threaded_outputs() {
@@ -47,6 +51,68 @@ fn four_threads_with_own_sessions_match_the_single_threaded_outputs() {
             w.join().unwrap();
         }
     });
+}
+
+/// Each round of a worker: the image it captioned and the tokens, or the error.
+type Rounds = Vec<(usize, Result<Vec<i32>, String>)>;
+
+#[test]
+fn two_threads_encoding_at_once_match_the_sequential_captions() {
+    // One thread per session on a small machine; the model is borrowed, not cloned.
+    let model = load(&LoadOptions::default().with_threads(1));
+    let images = [gradient(640, 480), noise(300, 900, 6), noise(500, 500, 7)];
+    let mut session = model.session().unwrap();
+    let expected: Vec<Vec<i32>> = images
+        .iter()
+        .map(|img| {
+            session
+                .caption(img, "Describe this image.", &greedy())
+                .unwrap()
+                .tokens
+        })
+        .collect();
+    drop(session);
+
+    const ROUNDS: usize = 6;
+    let start = Barrier::new(2);
+    let results: Vec<Rounds> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|worker| {
+                let (model, images, start) = (&model, &images, &start);
+                scope.spawn(move || {
+                    let mut session = model.session().map_err(|e| e.to_string());
+                    // Both threads start each caption together, so their vision
+                    // encodes overlap. Nothing panics before the last barrier:
+                    // a panic would leave the other thread waiting forever.
+                    (0..ROUNDS)
+                        .map(|round| {
+                            start.wait();
+                            let k = (worker + round) % images.len();
+                            let tokens = match &mut session {
+                                Ok(session) => session
+                                    .caption(&images[k], "Describe this image.", &greedy())
+                                    .map(|c| c.tokens)
+                                    .map_err(|e| e.to_string()),
+                                Err(e) => Err(e.clone()),
+                            };
+                            (k, tokens)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for (worker, captions) in results.iter().enumerate() {
+        assert_eq!(captions.len(), ROUNDS);
+        for (round, (k, tokens)) in captions.iter().enumerate() {
+            assert_eq!(
+                tokens.as_ref(),
+                Ok(&expected[*k]),
+                "thread {worker}, round {round}"
+            );
+        }
+    }
 }
 
 #[test]

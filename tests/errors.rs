@@ -9,7 +9,9 @@ use smolvlm::{
 use smolvlm_testkit::images::{gradient, noise};
 use smolvlm_testkit::TinyModelSpec;
 
-use crate::util::{files, files_with, greedy, model, TempDir};
+use crate::util::{
+    assert_captions_like_a_fresh_session, files, files_with, greedy, model, TempDir,
+};
 
 fn load_err(files: &ModelFiles) -> LoadError {
     match Model::load(files, &LoadOptions::default().with_threads(1)) {
@@ -332,17 +334,4 @@ fn raw_prompts_need_exactly_one_marker_and_options_are_validated() {
         ),
         "{err}"
     );
-}
-
-/// After an error, the session must caption exactly as a fresh one does.
-fn assert_captions_like_a_fresh_session(session: &mut smolvlm::Session<'_>, img: &image::RgbImage) {
-    let after = session
-        .caption(img, "Describe this image.", &greedy())
-        .unwrap();
-    let fresh = model()
-        .session()
-        .unwrap()
-        .caption(img, "Describe this image.", &greedy())
-        .unwrap();
-    assert_eq!(after.tokens, fresh.tokens);
 }

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use smolvlm::image::{ImageOptions, PreparedImage, Preprocessor, VisionParams};
+use smolvlm::image::{ImageOptions, PreparedImage, Preprocessor, TilePlan, VisionParams};
 use smolvlm::{Error, ImageError, LoadOptions, Model};
 use smolvlm_testkit::images::{checkerboard, gradient, noise, with_exif_orientation};
 
@@ -521,4 +521,153 @@ fn prepared_images_caption_like_raw_inputs() {
         .caption(&prepared, "Describe this image.", &greedy())
         .unwrap();
     assert_eq!(direct.tokens, via.tokens);
+}
+
+/// The plan of `path` from its header, and from decoding it.
+fn header_and_decoded_plans(vision: VisionParams, path: &std::path::Path) -> (TilePlan, TilePlan) {
+    let mut preprocessor = Preprocessor::new(vision, ImageOptions::default());
+    let header = preprocessor.plan_file(path).unwrap();
+    let decoded = preprocessor.prepare(path.into()).unwrap();
+    (header, *decoded.plan())
+}
+
+#[test]
+fn header_plans_equal_decoded_plans_for_pngs_and_jpegs() {
+    let dir = TempDir::new("plan-file");
+    let budget = VisionParams {
+        max_tiles: Some(2),
+        ..real_vision()
+    };
+    for (w, h) in [
+        (640, 480),
+        (300, 900),
+        (32, 32),
+        (1600, 900),
+        (5000, 500),
+        (3, 1),
+    ] {
+        let img = gradient(w, h);
+        for (ext, bytes) in [
+            ("png", encode(&img.clone().into(), ImageFormat::Png)),
+            ("jpg", jpeg(&img, 90)),
+        ] {
+            let path = dir.path(&format!("{w}x{h}.{ext}"));
+            std::fs::write(&path, bytes).unwrap();
+            for vision in [tiny_vision(), real_vision(), budget] {
+                let (header, decoded) = header_and_decoded_plans(vision, &path);
+                assert_eq!(header, decoded, "{w}x{h} {ext}, {vision:?}");
+                assert_eq!(
+                    Some(header),
+                    Preprocessor::new(vision, ImageOptions::default()).plan(w, h),
+                    "{w}x{h} {ext}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn exif_rotated_jpegs_plan_upright_from_their_headers() {
+    let dir = TempDir::new("plan-exif");
+    let stored = jpeg(&gradient(900, 300), 90);
+    let preprocessor = Preprocessor::new(tiny_vision(), ImageOptions::default());
+    let (upright, as_stored) = (
+        preprocessor.plan(300, 900).unwrap(),
+        preprocessor.plan(900, 300).unwrap(),
+    );
+    assert_ne!(upright, as_stored);
+    for orientation in 1..=8 {
+        let path = dir.path(&format!("o{orientation}.jpg"));
+        std::fs::write(&path, with_exif_orientation(&stored, orientation)).unwrap();
+        let (header, decoded) = header_and_decoded_plans(tiny_vision(), &path);
+        // Orientations 5 to 8 turn the picture a quarter.
+        let expected = if orientation >= 5 { upright } else { as_stored };
+        assert_eq!(header, expected, "orientation {orientation}");
+        assert_eq!(header, decoded, "orientation {orientation}");
+    }
+}
+
+#[test]
+fn a_header_plan_needs_only_the_header() {
+    let dir = TempDir::new("plan-header-only");
+    let preprocessor = Preprocessor::new(tiny_vision(), ImageOptions::default());
+    let expected = preprocessor.plan(640, 480).unwrap();
+    let cut = |bytes: &[u8], name: &str| {
+        let path = dir.path(name);
+        std::fs::write(&path, &bytes[..bytes.len() * 6 / 10]).unwrap();
+        path
+    };
+    let jpg = cut(&jpeg(&noise(640, 480, 2), 90), "cut.jpg");
+    let png = cut(
+        &encode(&noise(640, 480, 2).into(), ImageFormat::Png),
+        "cut.png",
+    );
+    for path in [jpg, png] {
+        assert_eq!(
+            preprocessor.plan_file(&path).unwrap(),
+            expected,
+            "{}",
+            path.display()
+        );
+        let err = Error::from(
+            Preprocessor::new(tiny_vision(), ImageOptions::default())
+                .prepare(path.as_path().into())
+                .unwrap_err(),
+        );
+        assert_eq!(err.kind(), "image_truncated", "{err}");
+    }
+    // The header still has to pass the decode limits.
+    let bomb = dir.path("bomb.png");
+    std::fs::write(&bomb, png_header(60_000, 60_000)).unwrap();
+    let e = preprocessor.plan_file(&bomb).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ImageError::TooLarge {
+                width: 60_000,
+                height: 60_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn header_plans_of_non_images_and_missing_files_are_the_errors_a_caption_gets() {
+    let dir = TempDir::new("plan-bad");
+    let preprocessor = Preprocessor::new(tiny_vision(), ImageOptions::default());
+    let kinds = |path: &std::path::Path| {
+        let planned = Error::from(preprocessor.plan_file(path).unwrap_err());
+        let decoded = Error::from(
+            Preprocessor::new(tiny_vision(), ImageOptions::default())
+                .prepare(path.into())
+                .unwrap_err(),
+        );
+        (planned.kind(), decoded.kind(), planned.to_string())
+    };
+    // Not images, whatever their names say: known by content, not extension.
+    let text = dir.path("notes.jpg");
+    std::fs::write(&text, "not an image, whatever the name says\n").unwrap();
+    let random = dir.path("random.png");
+    std::fs::write(&random, noise(64, 64, 3).into_raw()).unwrap();
+    for path in [&text, &random] {
+        let e = preprocessor.plan_file(path).unwrap_err();
+        assert!(matches!(e, ImageError::UnknownFormat { .. }), "{e}");
+        let (planned, decoded, message) = kinds(path);
+        assert_eq!((planned, decoded), ("image_format", "image_format"));
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+    let empty = dir.path("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let (planned, decoded, _) = kinds(&empty);
+    assert_eq!((planned, decoded), ("image_no_data", "image_no_data"));
+    let missing = dir.path("missing.png");
+    let e = preprocessor.plan_file(&missing).unwrap_err();
+    assert!(
+        matches!(&e, ImageError::Read { path, .. } if *path == missing),
+        "{e}"
+    );
+    let (planned, decoded, _) = kinds(&missing);
+    assert_eq!((planned, decoded), ("image_read", "image_read"));
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use smolvlm::{GenerationOptions, LoadOptions, Model, ModelFiles};
+use smolvlm::{GenerationOptions, LoadOptions, Model, ModelFiles, Session};
 use smolvlm_testkit::{tiny_model, tiny_model_with, TinyModelSpec};
 
 /// Tokens generated per caption in tests: enough to tell images apart.
@@ -23,6 +23,17 @@ pub fn files_with(spec: &TinyModelSpec) -> ModelFiles {
     ModelFiles::new(pair.model, pair.mmproj)
 }
 
+/// The tiny pair with 2 text heads of 32 dims (1 KV head): a quantized KV
+/// cache needs a head size its 32-value blocks divide, and the default pair's
+/// heads have 16.
+pub fn wide_heads() -> TinyModelSpec {
+    TinyModelSpec {
+        text_heads: 2,
+        text_kv_heads: 1,
+        ..TinyModelSpec::default()
+    }
+}
+
 pub fn load(options: &LoadOptions) -> Model {
     Model::load(&files(), options).unwrap()
 }
@@ -35,6 +46,20 @@ pub fn model() -> &'static Model {
 
 pub fn greedy() -> GenerationOptions {
     GenerationOptions::default().with_max_tokens(MAX_TOKENS)
+}
+
+/// A session of [`model`], after an error or any other use, must caption
+/// exactly as a fresh one does.
+pub fn assert_captions_like_a_fresh_session(session: &mut Session<'_>, img: &image::RgbImage) {
+    let after = session
+        .caption(img, "Describe this image.", &greedy())
+        .unwrap();
+    let fresh = model()
+        .session()
+        .unwrap()
+        .caption(img, "Describe this image.", &greedy())
+        .unwrap();
+    assert_eq!(after.tokens, fresh.tokens);
 }
 
 /// A fresh temporary directory, removed when dropped.

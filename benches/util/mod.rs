@@ -9,6 +9,11 @@
 //!   `ggml-org/SmolVLM-500M-Instruct-GGUF:f16`), resolved from the Hugging
 //!   Face cache only (offline): a bench never downloads. If it is not cached,
 //!   the bench says so and measures nothing.
+//! - `SMOLVLM_BENCH_MODEL=real-256m` or `real-500m`: the testkit's
+//!   shape-identical random-weight pair of SmolVLM-256M/500M-Instruct
+//!   (generated once into `target/smolvlm-testkit`), with its Q8_0 mmproj, or
+//!   its F16 one with `SMOLVLM_BENCH_MMPROJ_TYPE=f16`. Every performance
+//!   figure in the README comes from these.
 //! - `SMOLVLM_BENCH_THREADS`: threads (default: all cores).
 //! - `SMOLVLM_BENCH_SAMPLES`: captions per configuration in the comparison
 //!   tables (default 40 on the tiny model, 10 on a named one).
@@ -62,6 +67,11 @@ impl BenchModel {
                 skip("SMOLVLM_BENCH_MMPROJ is set without SMOLVLM_BENCH_MODEL");
                 return None;
             }
+            (Some(name), None) if real_shape(&name).is_some() => {
+                let shape = real_shape(&name)?;
+                let pair = smolvlm_testkit::real_model(shape, real_mmproj_type());
+                (ModelFiles::new(pair.model, pair.mmproj), false)
+            }
             (Some(name), None) => {
                 let hub = HubOptions::from_env().with_offline(true);
                 match ModelSource::parse(&name).map_err(smolvlm::Error::from) {
@@ -89,6 +99,16 @@ impl BenchModel {
         }
         let label = if tiny {
             "tiny".to_owned()
+        } else if let Some(shape) = std::env::var("SMOLVLM_BENCH_MODEL")
+            .ok()
+            .as_deref()
+            .and_then(real_shape)
+        {
+            format!(
+                "{} shape, random weights, {:?} mmproj",
+                shape.name(),
+                real_mmproj_type()
+            )
         } else {
             file_name(&files.model)
         };
@@ -277,6 +297,24 @@ fn bench_dir() -> PathBuf {
 }
 
 /// One caption stage, as [`Timings`] reports it.
+/// The testkit shape a `real-256m` / `real-500m` name asks for.
+pub fn real_shape(name: &str) -> Option<smolvlm_testkit::RealShape> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "real-256m" | "256m" => Some(smolvlm_testkit::RealShape::Smolvlm256M),
+        "real-500m" | "500m" => Some(smolvlm_testkit::RealShape::Smolvlm500M),
+        _ => None,
+    }
+}
+
+/// The mmproj type of real-shape pairs: `SMOLVLM_BENCH_MMPROJ_TYPE` (`q8_0`
+/// by default, or `f16`).
+pub fn real_mmproj_type() -> smolvlm_testkit::ProjectorType {
+    match std::env::var("SMOLVLM_BENCH_MMPROJ_TYPE") {
+        Ok(t) if t.trim().eq_ignore_ascii_case("f16") => smolvlm_testkit::ProjectorType::F16,
+        _ => smolvlm_testkit::ProjectorType::Q8_0,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Decode + resize + mtmd preprocess/tokenize: everything before the encoder.

@@ -169,6 +169,7 @@ impl Model {
                 path: files.model.clone(),
             }
         })?;
+        check_kv_blocks(&llama, options)?;
         let vision = new_vision(&llama, files, options, &meta)?;
         let chat_template = llama
             .chat_template(None)
@@ -301,6 +302,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// llama.cpp refuses (as an allocation failure) a quantized KV cache whose
+/// blocks do not divide an attention head; say why instead.
+fn check_kv_blocks(llama: &LlamaModel, options: &LoadOptions) -> Result<()> {
+    let block = options.kv_cache_type().block_size();
+    let heads = llama.n_head().max(1);
+    let head_dim = u32::try_from(llama.n_embd()).unwrap_or(0) / heads;
+    if !head_dim.is_multiple_of(block) {
+        return Err(crate::Error::invalid(
+            "kv_cache_type",
+            format!(
+                "a {:?} cache stores blocks of {block} values, which do not divide this model's attention heads of {head_dim}: use F16, BF16 or F32",
+                options.kv_cache_type()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// One vision encoder (mtmd context) for the pair.

@@ -67,6 +67,15 @@ impl KvCacheType {
     fn is_quantized(self) -> bool {
         matches!(self, Self::Q8_0 | Self::Q4_0)
     }
+
+    /// Elements per quantized block: a head's width must be a multiple.
+    pub(crate) fn block_size(self) -> u32 {
+        if self.is_quantized() {
+            32
+        } else {
+            1
+        }
+    }
 }
 
 /// How a model pair is loaded and how each of its sessions runs.
@@ -318,7 +327,7 @@ impl LoadOptions {
             return Err(Error::invalid(
                 "kv_cache_type",
                 format!(
-                    "{:?} needs flash attention; use FlashAttention::On or Auto, or an F16 cache",
+                    "a {:?} cache needs flash attention on (or auto); or use an F16 cache",
                     self.kv_cache_type
                 ),
             ));

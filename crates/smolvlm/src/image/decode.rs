@@ -206,16 +206,19 @@ pub(crate) fn probe(
         bytes: &[],
         origin: &origin,
     };
-    let reader = ImageReader::open(path)
-        .map_err(|source| ImageError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?
+    let read = |source| ImageError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read)?;
+    if file.metadata().map_err(read)?.len() == 0 {
+        return Err(ImageError::NoData { origin: origin() });
+    }
+    // The format from the content alone, as `decode` finds it: a file's
+    // extension must not turn "not an image" into a decode error.
+    let reader = ImageReader::new(std::io::BufReader::new(file))
         .with_guessed_format()
-        .map_err(|source| ImageError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(read)?;
     if reader.format().is_none() {
         return Err(ImageError::UnknownFormat { origin: origin() });
     }

@@ -1,0 +1,514 @@
+//! Real-scale figures: the testkit's shape-identical, random-weight
+//! SmolVLM-256M and -500M pairs, whose engine costs what the published
+//! models' does (random weights change the text, not the arithmetic).
+//!
+//! `SMOLVLM_MTMD_CLI=$(sh scripts/build-mtmd-cli.sh | tail -n 1) cargo bench --bench real_scale`
+//!
+//! Environment:
+//! - `SMOLVLM_BENCH_SHAPES`: `256m`, `500m` or `256m,500m` (default `256m`);
+//! - `SMOLVLM_BENCH_MMPROJ_TYPE`: `q8_0` (default) or `f16`;
+//! - `SMOLVLM_BENCH_THREADS`: threads (default: all cores);
+//! - `SMOLVLM_BENCH_SAMPLES`: runs per configuration in the tables (default 3);
+//! - `SMOLVLM_BENCH_ENGINE=1`: also table 5, each engine setting against
+//!   the defaults;
+//! - `SMOLVLM_MTMD_CLI`: llama.cpp's `llama-mtmd-cli`, built from the same
+//!   vendored tree with the same ggml flags by `scripts/build-mtmd-cli.sh`.
+//!   Without it the comparison rows say they were skipped.
+//!
+//! Per shape it prints, every figure measured in this run, interleaved so a
+//! busy machine slows both sides alike:
+//!
+//! 1. **Per image, a batch of 3 at one tile**: one `smolvlm caption` process
+//!    over 3 JPEGs (1600×1200, `--max-tiles 1`, 16 tokens) against
+//!    `llama-mtmd-cli` run once per image (`--image-max-tokens 64`), whole
+//!    processes, wall time per image, and each side's peak RSS.
+//! 2. **Where a warm caption's time goes**: the library's stage timings
+//!    (encode = the vision encoder alone, prefill, generate) and the share
+//!    left outside the engine.
+//! 3. **Batch throughput**: `smolvlm caption --parallel 1`, `2` and `auto`
+//!    over 4 images at one tile: images per minute and peak RSS (the cost of
+//!    an extra session).
+//! 4. **The token budget as the speed dial**: a 4:3 photo at `--max-tiles`
+//!    1, 2, 4, 6 and 12: seconds per image and image tokens.
+//!
+//! Criterion itself times one warm one-tile caption per shape
+//! (`real_scale/caption_1_tile/<shape>`).
+
+// Bench code: a failure is a failed run.
+#![allow(clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code)]
+mod util;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use image::ImageFormat;
+use smolvlm::{LoadOptions, Model, ModelFiles, Timings};
+use smolvlm_testkit::RealShape;
+
+use util::{greedy, median, ms, ratio, real_mmproj_type, real_shape, skip, ImageFile, PROMPT};
+
+/// Tokens generated per caption.
+const TOKENS: u32 = 16;
+
+fn shapes() -> Vec<RealShape> {
+    let list = std::env::var("SMOLVLM_BENCH_SHAPES").unwrap_or_else(|_| "256m".to_owned());
+    list.split(',').filter_map(real_shape).collect()
+}
+
+fn threads() -> u32 {
+    std::env::var("SMOLVLM_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| LoadOptions::default().threads())
+}
+
+fn samples() -> usize {
+    std::env::var("SMOLVLM_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
+}
+
+fn mtmd_cli() -> Option<PathBuf> {
+    std::env::var_os("SMOLVLM_MTMD_CLI")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+}
+
+/// Distinct 4:3 camera-like JPEGs.
+fn photos(n: usize) -> Vec<ImageFile> {
+    (0..n)
+        .map(|i| {
+            let mut pixels = util::camera(1600, 1200);
+            // Make each image different, so no layer could reuse another's work.
+            for (k, px) in pixels.pixels_mut().enumerate().skip(i).step_by(97) {
+                px.0[k % 3] = px.0[k % 3].wrapping_add(40 * (i as u8 + 1));
+            }
+            ImageFile::new(&format!("real-{i}"), pixels, ImageFormat::Jpeg)
+        })
+        .collect()
+}
+
+/// A finished child process: wall time and peak resident memory.
+struct Run {
+    wall: Duration,
+    peak_rss_kb: u64,
+}
+
+/// Runs `cmd` to completion, quietly, and measures it. `wait4` gives this
+/// child's own peak RSS, which `std::process` does not expose.
+// `wait4` reaps the child; clippy cannot see that.
+#[allow(clippy::zombie_processes)]
+fn run(cmd: &mut Command) -> Run {
+    let started = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own unwaited child; `status` and `usage` are valid
+    // for writes for the duration of the call.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(waited, pid, "wait4 failed for {cmd:?}");
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr {
+            use std::io::Read as _;
+            let _ = err.read_to_string(&mut stderr);
+        }
+        panic!("{cmd:?} failed (status {status}):\n{stderr}");
+    }
+    Run {
+        wall,
+        peak_rss_kb: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    }
+}
+
+fn smolvlm(files: &ModelFiles, threads: u32) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smolvlm"));
+    cmd.arg("caption")
+        .arg("--model")
+        .arg(&files.model)
+        .arg("--mmproj")
+        .arg(&files.mmproj)
+        .args(["-n", &TOKENS.to_string(), "-p", PROMPT, "--quiet"])
+        .args(["--format", "jsonl", "--threads", &threads.to_string()]);
+    cmd
+}
+
+fn mtmd(cli: &Path, files: &ModelFiles, threads: u32, image: &Path, max_tokens: u32) -> Command {
+    let mut cmd = Command::new(cli);
+    cmd.arg("-m")
+        .arg(&files.model)
+        .arg("--mmproj")
+        .arg(&files.mmproj)
+        .arg("--image")
+        .arg(image)
+        .args(["-p", PROMPT, "-n", &TOKENS.to_string(), "--temp", "0"])
+        .args(["--seed", "1", "-t", &threads.to_string()])
+        .args(["--image-max-tokens", &max_tokens.to_string()])
+        // Our sessions' context size (mtmd-cli's default is the model's 8192).
+        .args(["-c", "4096"]);
+    cmd
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.0}", kb as f64 / 1024.0)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+/// Table 1: a batch of 3 at one tile, against llama-mtmd-cli once per image.
+fn per_image(files: &ModelFiles, threads: u32, out: &mut String) {
+    let images = photos(3);
+    let paths: Vec<&Path> = images.iter().map(|i| i.path.as_path()).collect();
+    let cli = mtmd_cli();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut our_rss, mut their_rss) = (0, 0);
+    for _ in 0..samples() {
+        let run_ours = run(smolvlm(files, threads)
+            .args(["--max-tiles", "1", "--overwrite", "--output"])
+            .arg(std::env::temp_dir().join("smolvlm-real-scale.jsonl"))
+            .args(&paths));
+        ours.push(run_ours.wall / 3);
+        our_rss = our_rss.max(run_ours.peak_rss_kb);
+        if let Some(cli) = &cli {
+            let mut wall = Duration::ZERO;
+            for path in &paths {
+                let r = run(&mut mtmd(cli, files, threads, path, 64));
+                wall += r.wall;
+                their_rss = their_rss.max(r.peak_rss_kb);
+            }
+            theirs.push(wall / 3);
+        }
+    }
+    let (a, b) = (median(&mut ours), median(&mut theirs));
+    let _ = writeln!(
+        out,
+        "\nPer image, a batch of 3 JPEGs (1600×1200) at --max-tiles 1, {TOKENS} tokens, {threads} threads, whole processes (median of {} runs)\n",
+        ours.len()
+    );
+    let _ = writeln!(out, "| | s per image | peak RSS (MB) |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| smolvlm caption (loads once) | {} | {} |",
+        secs(a),
+        mb(our_rss)
+    );
+    if cli.is_some() {
+        let _ = writeln!(
+            out,
+            "| llama-mtmd-cli, once per image | {} | {} |",
+            secs(b),
+            mb(their_rss)
+        );
+        let _ = writeln!(out, "| ratio | {} | |", ratio(a, b));
+    } else {
+        let _ = writeln!(out, "| llama-mtmd-cli | skipped: set SMOLVLM_MTMD_CLI | |");
+    }
+}
+
+/// Table 2: a warm caption's stages, from the library's own timings.
+fn stages(model: &Model, out: &mut String) {
+    let images = photos(3);
+    let mut session = model.session().expect("session");
+    let options = greedy(TOKENS);
+    let mut timings: Vec<Timings> = Vec::new();
+    session
+        .caption(images[0].path.as_path(), PROMPT, &options)
+        .expect("warm-up caption");
+    for _ in 0..samples() {
+        for image in &images {
+            let caption = session
+                .caption(image.path.as_path(), PROMPT, &options)
+                .expect("caption");
+            timings.push(caption.timings);
+        }
+    }
+    let pick = |f: &dyn Fn(&Timings) -> Duration| {
+        let mut v: Vec<Duration> = timings.iter().map(f).collect();
+        median(&mut v)
+    };
+    let total = pick(&|t| t.total);
+    let engine = pick(&|t| t.encode + t.prefill + t.generate);
+    let outside = {
+        let mut shares: Vec<f64> = timings
+            .iter()
+            .map(|t| {
+                t.total
+                    .saturating_sub(t.encode + t.prefill + t.generate)
+                    .as_secs_f64()
+                    / t.total.as_secs_f64().max(f64::MIN_POSITIVE)
+            })
+            .collect();
+        shares.sort_unstable_by(f64::total_cmp);
+        shares.get(shares.len() / 2).copied().unwrap_or(0.0)
+    };
+    let _ = writeln!(
+        out,
+        "\nA warm caption at --max-tiles 1 (library timings, median of {} captions, ms)\n",
+        timings.len()
+    );
+    let _ = writeln!(out, "| stage | ms |");
+    let _ = writeln!(out, "|---|---:|");
+    for (name, d) in [
+        ("decode + resize", pick(&|t| t.decode + t.resize)),
+        ("tokenize", pick(&|t| t.tokenize)),
+        ("vision encode (2 tiles: 1 + overview)", pick(&|t| t.encode)),
+        ("prefill (text + image embeddings)", pick(&|t| t.prefill)),
+        ("generate", pick(&|t| t.generate)),
+        ("whole caption", total),
+    ] {
+        let _ = writeln!(out, "| {name} | {} |", ms(d));
+    }
+    let _ = writeln!(
+        out,
+        "\nEngine (encode + prefill + generate): {} ms; time outside it: {:.2}% of a caption.",
+        ms(engine),
+        outside * 100.0
+    );
+}
+
+/// Table 3: batch throughput by --parallel.
+fn throughput(files: &ModelFiles, out: &mut String) {
+    let images = photos(4);
+    let paths: Vec<&Path> = images.iter().map(|i| i.path.as_path()).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let configs = ["1", "2", "auto"];
+    let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); configs.len()];
+    let mut rss = vec![0u64; configs.len()];
+    for _ in 0..samples() {
+        for (k, parallel) in configs.iter().enumerate() {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_smolvlm"));
+            cmd.arg("caption")
+                .arg("--model")
+                .arg(&files.model)
+                .arg("--mmproj")
+                .arg(&files.mmproj)
+                .args(["-n", &TOKENS.to_string(), "-p", PROMPT, "--quiet"])
+                .args(["--max-tiles", "1", "--parallel", parallel, "--overwrite"])
+                .arg("--output")
+                .arg(std::env::temp_dir().join("smolvlm-real-scale-tp.jsonl"))
+                .args(&paths);
+            let r = run(&mut cmd);
+            walls[k].push(r.wall);
+            rss[k] = rss[k].max(r.peak_rss_kb);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nBatch throughput: 4 JPEGs at --max-tiles 1, {TOKENS} tokens, {cores} cores, threads split between sessions (median of {} runs)\n",
+        walls[0].len()
+    );
+    let _ = writeln!(
+        out,
+        "| --parallel | wall (s) | images/min | vs --parallel 1 | peak RSS (MB) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    let base = median(&mut walls[0].clone());
+    for (k, parallel) in configs.iter().enumerate() {
+        let wall = median(&mut walls[k]);
+        let _ = writeln!(
+            out,
+            "| {parallel} | {} | {:.1} | {} | {} |",
+            secs(wall),
+            4.0 * 60.0 / wall.as_secs_f64(),
+            ratio(base, wall).replace('×', "× throughput"),
+            mb(rss[k])
+        );
+    }
+}
+
+/// Table 5: the engine settings, each against the defaults, at --max-tiles 4
+/// (5 encodes, about 340 prompt tokens) so the text decoder's share shows.
+fn engine_settings(files: &ModelFiles, threads: u32, out: &mut String) {
+    use smolvlm::{FlashAttention, KvCacheType};
+    let photo = &photos(1)[0];
+    let options = greedy(TOKENS);
+    let base = LoadOptions::default()
+        .with_threads(threads)
+        .with_max_tiles(Some(4));
+    let variants: Vec<(&str, LoadOptions)> = vec![
+        (
+            "defaults (flash attention auto = on, n_ubatch 512, F16 KV)",
+            base.clone(),
+        ),
+        (
+            "flash attention off",
+            base.clone().with_flash_attention(FlashAttention::Off),
+        ),
+        ("n_ubatch 128", base.clone().with_ubatch_size(128)),
+        ("n_ubatch 2048", base.clone().with_ubatch_size(2048)),
+        (
+            "KV cache q8_0",
+            base.clone().with_kv_cache_type(KvCacheType::Q8_0),
+        ),
+        ("no mmap", base.clone().with_mmap(false)),
+        (
+            "vision 2 threads, text 1 (on 2 cores)",
+            base.clone().with_threads(1).with_vision_threads(threads),
+        ),
+    ];
+    let _ = writeln!(
+        out,
+        "\nEngine settings: one 4:3 photo at --max-tiles 4 (4 tiles + overview), {threads} threads, warm (median of {} captions, ms)\n",
+        samples()
+    );
+    let _ = writeln!(
+        out,
+        "| setting | encode | prefill | generate | whole caption | first caption of a new session |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (name, load) in variants {
+        let model = Model::load(files, &load).expect("load");
+        let mut session = model.session().expect("session");
+        let first = session
+            .caption(photo.path.as_path(), PROMPT, &options)
+            .expect("caption")
+            .timings
+            .total;
+        let mut t: Vec<Timings> = Vec::new();
+        for _ in 0..samples() {
+            t.push(
+                session
+                    .caption(photo.path.as_path(), PROMPT, &options)
+                    .expect("caption")
+                    .timings,
+            );
+        }
+        let pick = |f: &dyn Fn(&Timings) -> Duration| {
+            let mut v: Vec<Duration> = t.iter().map(f).collect();
+            median(&mut v)
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} |",
+            ms(pick(&|t| t.encode)),
+            ms(pick(&|t| t.prefill)),
+            ms(pick(&|t| t.generate)),
+            ms(pick(&|t| t.total)),
+            ms(first),
+        );
+    }
+    // Warm-up: the first caption of a session without it.
+    let model = Model::load(files, &base.clone().with_warmup(false)).expect("load");
+    let mut session = model.session().expect("session");
+    let first = session
+        .caption(photo.path.as_path(), PROMPT, &options)
+        .expect("caption")
+        .timings
+        .total;
+    let _ = writeln!(out, "| no warm-up | | | | | {} |", ms(first));
+}
+
+/// Table 4: seconds and image tokens per 4:3 photo by tile budget.
+fn tiles(files: &ModelFiles, threads: u32, out: &mut String) {
+    let photo = &photos(1)[0];
+    let options = greedy(TOKENS);
+    let _ = writeln!(
+        out,
+        "\nThe token budget: one 4:3 photo (1600×1200) by --max-tiles, warm, {threads} threads (median of {} captions)\n",
+        samples()
+    );
+    let _ = writeln!(
+        out,
+        "| --max-tiles | grid | image tokens | s per image | vision encode (s) |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    for budget in [Some(1), Some(2), Some(4), Some(6), Some(12), None] {
+        let load = LoadOptions::default()
+            .with_threads(threads)
+            .with_max_tiles(budget);
+        let model = Model::load(files, &load).expect("load");
+        let mut session = model.session().expect("session");
+        let plan = model
+            .preprocessor(smolvlm::image::ImageOptions::default())
+            .plan_file(&photo.path)
+            .expect("plan");
+        let (mut total, mut encode) = (Vec::new(), Vec::new());
+        for _ in 0..samples() {
+            let c = session
+                .caption(photo.path.as_path(), PROMPT, &options)
+                .expect("caption");
+            total.push(c.timings.total);
+            encode.push(c.timings.encode);
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {}×{} + overview | {} | {} | {} |",
+            budget.map_or_else(|| "none (16)".to_owned(), |b| b.to_string()),
+            plan.cols,
+            plan.rows,
+            plan.image_tokens,
+            secs(median(&mut total)),
+            secs(median(&mut encode)),
+        );
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let shapes = shapes();
+    if shapes.is_empty() {
+        skip("SMOLVLM_BENCH_SHAPES names no shape (256m, 500m)");
+        return;
+    }
+    let threads = threads();
+    let mut group = c.benchmark_group("real_scale/caption_1_tile");
+    group.sample_size(10);
+    for &shape in &shapes {
+        let pair = smolvlm_testkit::real_model(shape, real_mmproj_type());
+        let files = ModelFiles::new(pair.model, pair.mmproj);
+        let mut report = format!(
+            "\n## {} shape (random weights, {:?} mmproj), {} cores, {}\n",
+            shape.name(),
+            real_mmproj_type(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            util::cpu_name()
+        );
+        per_image(&files, threads, &mut report);
+        let model = Model::load(
+            &files,
+            &LoadOptions::default()
+                .with_threads(threads)
+                .with_max_tiles(Some(1)),
+        )
+        .expect("load");
+        stages(&model, &mut report);
+        throughput(&files, &mut report);
+        tiles(&files, threads, &mut report);
+        if std::env::var_os("SMOLVLM_BENCH_ENGINE").is_some() {
+            engine_settings(&files, threads, &mut report);
+        }
+        println!("{report}");
+
+        let image = &photos(1)[0];
+        let mut session = model.session().expect("session");
+        let options = greedy(TOKENS);
+        group.bench_function(shape.name(), |b| {
+            b.iter(|| {
+                session
+                    .caption(image.path.as_path(), PROMPT, &options)
+                    .expect("caption")
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
