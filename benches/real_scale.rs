@@ -8,6 +8,8 @@
 //! - `SMOLVLM_BENCH_SHAPES`: `256m`, `500m` or `256m,500m` (default `256m`);
 //! - `SMOLVLM_BENCH_MMPROJ_TYPE`: `q8_0` (default) or `f16`;
 //! - `SMOLVLM_BENCH_THREADS`: threads (default: all cores);
+//! - `SMOLVLM_BENCH_TABLES`: the tables to print, comma-separated
+//!   (`per_image,stages,throughput,tiles,engine`; default all);
 //! - `SMOLVLM_BENCH_SAMPLES`: runs per configuration in the tables (default 3);
 //! - `SMOLVLM_BENCH_ENGINE=1`: also table 5, each engine setting against
 //!   the defaults;
@@ -58,6 +60,13 @@ const TOKENS: u32 = 16;
 fn shapes() -> Vec<RealShape> {
     let list = std::env::var("SMOLVLM_BENCH_SHAPES").unwrap_or_else(|_| "256m".to_owned());
     list.split(',').filter_map(real_shape).collect()
+}
+
+/// Whether `SMOLVLM_BENCH_TABLES` (comma-separated: per_image, stages,
+/// throughput, tiles, engine) asks for this table; all when unset.
+fn wanted(table: &str) -> bool {
+    std::env::var("SMOLVLM_BENCH_TABLES")
+        .map_or(true, |list| list.split(',').any(|t| t.trim() == table))
 }
 
 fn threads() -> u32 {
@@ -164,6 +173,13 @@ fn mtmd(cli: &Path, files: &ModelFiles, threads: u32, image: &Path, max_tokens: 
     cmd
 }
 
+/// The median of peak RSS figures, in KB: one figure varies by a few MB
+/// from run to run (page cache, transparent huge pages).
+fn median_kb(values: &mut [u64]) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
 fn mb(kb: u64) -> String {
     format!("{:.0}", kb as f64 / 1024.0)
 }
@@ -178,20 +194,27 @@ fn per_image(files: &ModelFiles, threads: u32, out: &mut String) {
     let paths: Vec<&Path> = images.iter().map(|i| i.path.as_path()).collect();
     let cli = mtmd_cli();
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let (mut our_rss, mut their_rss) = (0, 0);
+    let (mut our_rss, mut their_rss) = (Vec::new(), Vec::new());
+    let (mut one, mut one_rss) = (Vec::new(), Vec::new());
     for _ in 0..samples() {
         let run_ours = run(smolvlm(files, threads)
             .args(["--max-tiles", "1", "--overwrite", "--output"])
             .arg(std::env::temp_dir().join("smolvlm-real-scale.jsonl"))
             .args(&paths));
         ours.push(run_ours.wall / 3);
-        our_rss = our_rss.max(run_ours.peak_rss_kb);
+        our_rss.push(run_ours.peak_rss_kb);
+        let single = run(smolvlm(files, threads)
+            .args(["--max-tiles", "1", "--overwrite", "--output"])
+            .arg(std::env::temp_dir().join("smolvlm-real-scale-1.jsonl"))
+            .arg(paths[0]));
+        one.push(single.wall);
+        one_rss.push(single.peak_rss_kb);
         if let Some(cli) = &cli {
             let mut wall = Duration::ZERO;
             for path in &paths {
                 let r = run(&mut mtmd(cli, files, threads, path, 64));
                 wall += r.wall;
-                their_rss = their_rss.max(r.peak_rss_kb);
+                their_rss.push(r.peak_rss_kb);
             }
             theirs.push(wall / 3);
         }
@@ -199,7 +222,7 @@ fn per_image(files: &ModelFiles, threads: u32, out: &mut String) {
     let (a, b) = (median(&mut ours), median(&mut theirs));
     let _ = writeln!(
         out,
-        "\nPer image, a batch of 3 JPEGs (1600×1200) at --max-tiles 1, {TOKENS} tokens, {threads} threads, whole processes (median of {} runs)\n",
+        "\nPer image, a batch of 3 JPEGs (1600×1200) at --max-tiles 1, {TOKENS} tokens, {threads} threads, whole processes (medians of {} runs)\n",
         ours.len()
     );
     let _ = writeln!(out, "| | s per image | peak RSS (MB) |");
@@ -208,14 +231,20 @@ fn per_image(files: &ModelFiles, threads: u32, out: &mut String) {
         out,
         "| smolvlm caption (loads once) | {} | {} |",
         secs(a),
-        mb(our_rss)
+        mb(median_kb(&mut our_rss))
+    );
+    let _ = writeln!(
+        out,
+        "| smolvlm caption, one image | {} | {} |",
+        secs(median(&mut one)),
+        mb(median_kb(&mut one_rss))
     );
     if cli.is_some() {
         let _ = writeln!(
             out,
             "| llama-mtmd-cli, once per image | {} | {} |",
             secs(b),
-            mb(their_rss)
+            mb(median_kb(&mut their_rss))
         );
         let _ = writeln!(out, "| ratio | {} | |", ratio(a, b));
     } else {
@@ -291,7 +320,7 @@ fn throughput(files: &ModelFiles, out: &mut String) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let configs = ["1", "2", "auto"];
     let mut walls: Vec<Vec<Duration>> = vec![Vec::new(); configs.len()];
-    let mut rss = vec![0u64; configs.len()];
+    let mut rss: Vec<Vec<u64>> = vec![Vec::new(); configs.len()];
     for _ in 0..samples() {
         for (k, parallel) in configs.iter().enumerate() {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_smolvlm"));
@@ -307,7 +336,7 @@ fn throughput(files: &ModelFiles, out: &mut String) {
                 .args(&paths);
             let r = run(&mut cmd);
             walls[k].push(r.wall);
-            rss[k] = rss[k].max(r.peak_rss_kb);
+            rss[k].push(r.peak_rss_kb);
         }
     }
     let _ = writeln!(
@@ -329,7 +358,7 @@ fn throughput(files: &ModelFiles, out: &mut String) {
             secs(wall),
             4.0 * 60.0 / wall.as_secs_f64(),
             ratio(base, wall).replace('×', "× throughput"),
-            mb(rss[k])
+            mb(median_kb(&mut rss[k]))
         );
     }
 }
@@ -451,7 +480,7 @@ fn tiles(files: &ModelFiles, threads: u32, out: &mut String) {
         let _ = writeln!(
             out,
             "| {} | {}×{} + overview | {} | {} | {} |",
-            budget.map_or_else(|| "none (16)".to_owned(), |b| b.to_string()),
+            budget.map_or_else(|| "none".to_owned(), |b| b.to_string()),
             plan.cols,
             plan.rows,
             plan.image_tokens,
@@ -480,7 +509,9 @@ fn bench(c: &mut Criterion) {
             std::thread::available_parallelism().map_or(1, |n| n.get()),
             util::cpu_name()
         );
-        per_image(&files, threads, &mut report);
+        if wanted("per_image") {
+            per_image(&files, threads, &mut report);
+        }
         let model = Model::load(
             &files,
             &LoadOptions::default()
@@ -488,10 +519,16 @@ fn bench(c: &mut Criterion) {
                 .with_max_tiles(Some(1)),
         )
         .expect("load");
-        stages(&model, &mut report);
-        throughput(&files, &mut report);
-        tiles(&files, threads, &mut report);
-        if std::env::var_os("SMOLVLM_BENCH_ENGINE").is_some() {
+        if wanted("stages") {
+            stages(&model, &mut report);
+        }
+        if wanted("throughput") {
+            throughput(&files, &mut report);
+        }
+        if wanted("tiles") {
+            tiles(&files, threads, &mut report);
+        }
+        if std::env::var_os("SMOLVLM_BENCH_ENGINE").is_some() && wanted("engine") {
             engine_settings(&files, threads, &mut report);
         }
         println!("{report}");

@@ -362,9 +362,9 @@ fn cores() -> u64 {
 }
 
 #[test]
-fn parallel_auto_runs_a_session_per_4_cores_and_bad_counts_are_usage_errors() {
+fn parallel_auto_runs_a_session_per_core_up_to_4_and_bad_counts_are_usage_errors() {
     let auto = print_config(&["--parallel", "auto"]);
-    let sessions = (cores() / 4).max(1);
+    let sessions = cores().clamp(1, 4);
     assert_eq!(auto["parallel"], sessions, "{auto}");
     assert_eq!(auto["threads"], (cores() / sessions).max(1), "{auto}");
     let three = print_config(&["--parallel", "3"]);

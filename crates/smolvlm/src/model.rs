@@ -11,7 +11,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::{MtmdContext, MtmdContextParams};
 use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 
-use crate::error::{LoadError, Result};
+use crate::error::{Error, LoadError, Result};
 use crate::image::{ImageOptions, Preprocessor, VisionParams};
 use crate::options::LoadOptions;
 use crate::pair::{check_pair, PairMeta};
@@ -193,7 +193,8 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// [`Error::Session`] if llama.cpp cannot allocate the context.
+    /// [`Error::Session`] if llama.cpp cannot allocate the context, and
+    /// [`LoadError::ProjectorLoad`] if a new vision encoder cannot be made.
     pub fn session(&self) -> Result<Session<'_>> {
         Session::new(self)
     }
@@ -311,7 +312,7 @@ fn check_kv_blocks(llama: &LlamaModel, options: &LoadOptions) -> Result<()> {
     let heads = llama.n_head().max(1);
     let head_dim = u32::try_from(llama.n_embd()).unwrap_or(0) / heads;
     if !head_dim.is_multiple_of(block) {
-        return Err(crate::Error::invalid(
+        return Err(Error::invalid(
             "kv_cache_type",
             format!(
                 "a {:?} cache stores blocks of {block} values, which do not divide this model's attention heads of {head_dim}: use F16, BF16 or F32",
