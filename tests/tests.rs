@@ -16,4 +16,5 @@ mod hub;
 mod hub_server;
 mod image;
 mod parity;
+mod real_scale;
 mod reliability;
