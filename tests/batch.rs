@@ -477,6 +477,227 @@ fn sidecars_are_written_beside_images_and_skipped_on_rerun() {
     );
 }
 
+/// How many records each key has; every record must hold one.
+fn per_key(records: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        let key = r["key"].as_str().unwrap_or_else(|| panic!("no key: {r}"));
+        *counts.entry(key.to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Runs and asserts the exit code; returns stderr.
+fn run_expecting(cwd: &Path, args: &[&str], code: i32) -> String {
+    let out = run(cwd, args);
+    assert_eq!(out.status.code(), Some(code), "{}", dump(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[cfg(unix)]
+#[test]
+fn resume_survives_another_working_directory_and_mount_point() {
+    let dir = TempDir::new("batch-cwd");
+    image_folder(&dir, "data/photos", 3);
+    std::fs::create_dir_all(dir.path("elsewhere")).unwrap();
+    let out = dir.path("out.jsonl");
+    let caption = |cwd: &Path, folder: &str| {
+        let args = [folder, "-n", "4", "--max-tiles", "1", "-o"];
+        let mut args = args.to_vec();
+        args.push(out.to_str().unwrap());
+        run_expecting(cwd, &args, 0)
+    };
+    // By relative path, from the folder's parent.
+    let first = caption(&dir.path("data"), "photos");
+    assert!(
+        first.contains(" 3 captioned, 0 failed, 0 skipped"),
+        "{first}"
+    );
+    // A new image; then the folder by absolute path from another directory:
+    // only the new image is captioned.
+    write_png(&noise(96, 64, 99), &dir.path("data/photos/new.png")).unwrap();
+    let absolute = dir.path("data/photos");
+    let second = caption(&dir.path("elsewhere"), absolute.to_str().unwrap());
+    assert!(
+        second.contains(" 1 captioned, 0 failed, 3 skipped"),
+        "{second}"
+    );
+    // The same tree under another mount point (a symbolic link to it).
+    std::os::unix::fs::symlink(dir.path("data"), dir.path("mnt")).unwrap();
+    let third = caption(&dir.0, "mnt/photos");
+    assert!(
+        third.contains(" 0 captioned, 0 failed, 4 skipped"),
+        "{third}"
+    );
+
+    let recs = records(&out);
+    let keys = per_key(&recs);
+    assert_eq!(
+        keys.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["img000.png", "img001.png", "img002.png", "new.png"]
+    );
+    assert!(keys.values().all(|&n| n == 1), "{keys:?}");
+    // Paths stay as they were given.
+    assert_eq!(recs[0]["path"], "photos/img000.png");
+    assert_eq!(recs[3]["path"], absolute.join("new.png").to_str().unwrap());
+}
+
+#[test]
+fn records_without_a_key_still_resume() {
+    let dir = TempDir::new("batch-keyless");
+    image_folder(&dir, "set", 2);
+    let args = |out: &'static str| ["set", "-n", "4", "--max-tiles", "1", "-o", out];
+    run_expecting(&dir.0, &args("out.jsonl"), 0);
+    run_expecting(&dir.0, &args("out.csv"), 0);
+    // Rewrite both files as a version before keys wrote them.
+    let keyless: String = records(&dir.path("out.jsonl"))
+        .into_iter()
+        .map(|mut r| {
+            r.as_object_mut().unwrap().remove("key").unwrap();
+            format!("{r}\n")
+        })
+        .collect();
+    std::fs::write(dir.path("out.jsonl"), keyless).unwrap();
+    let rows: Vec<csv::StringRecord> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(dir.path("out.csv"))
+        .unwrap()
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows[0].iter().next_back(), Some("key"));
+    let mut writer = csv::Writer::from_path(dir.path("out.csv")).unwrap();
+    for row in &rows {
+        writer.write_record(row.iter().take(row.len() - 1)).unwrap();
+    }
+    writer.flush().unwrap();
+    drop(writer);
+
+    write_png(&noise(96, 64, 77), &dir.path("set/new.png")).unwrap();
+    for out in ["out.jsonl", "out.csv"] {
+        let stderr = run_expecting(&dir.0, &args(out), 0);
+        assert!(
+            stderr.contains(" 1 captioned, 0 failed, 2 skipped"),
+            "{out}: {stderr}"
+        );
+    }
+    assert_eq!(
+        per_path(&records(&dir.path("out.jsonl")))
+            .values()
+            .sum::<usize>(),
+        3
+    );
+    // The old CSV file stays one table: its new row has no key column either.
+    let mut reader = csv::Reader::from_path(dir.path("out.csv")).unwrap();
+    assert_eq!(reader.headers().unwrap().len(), 17);
+    let rows: Vec<_> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(&rows[2][0], "set/new.png");
+}
+
+#[test]
+fn an_empty_sidecar_is_captioned_again_and_a_good_one_is_not() {
+    let dir = TempDir::new("batch-empty-sidecar");
+    image_folder(&dir, "set", 3);
+    let sidecar = |name: &str| dir.path(&format!("set/{name}.txt"));
+    let flags = ["set", "-n", "4", "--max-tiles", "1", "--sidecar"];
+    run_expecting(&dir.0, &flags, 0);
+    // A power cut after the rename can leave a sidecar with no data in it.
+    std::fs::write(sidecar("img000"), "kept as it is\n").unwrap();
+    std::fs::write(sidecar("img001"), "").unwrap();
+    let stderr = run_expecting(&dir.0, &flags, 0);
+    assert!(
+        stderr.contains(" 1 captioned, 0 failed, 2 skipped"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sidecar("img000")).unwrap(),
+        "kept as it is\n"
+    );
+    let redone = std::fs::read_to_string(sidecar("img001")).unwrap();
+    assert!(
+        redone.ends_with('\n') && redone.trim().len() > 1,
+        "{redone:?}"
+    );
+
+    // With a record file too: a caption record does not make an empty sidecar done.
+    let with_records = [
+        "set",
+        "-n",
+        "4",
+        "--max-tiles",
+        "1",
+        "--sidecar",
+        "-o",
+        "out.jsonl",
+    ];
+    run_expecting(&dir.0, &with_records, 0);
+    std::fs::write(sidecar("img002"), "").unwrap();
+    let stderr = run_expecting(&dir.0, &with_records, 0);
+    assert!(
+        stderr.contains(" 1 captioned, 0 failed, 2 skipped"),
+        "{stderr}"
+    );
+    assert!(std::fs::metadata(sidecar("img002")).unwrap().len() > 1);
+    let counts = per_path(&records(&dir.path("out.jsonl")));
+    assert_eq!(counts["set/img002.png"], 2, "{counts:?}");
+    assert_eq!(counts["set/img000.png"], 1, "{counts:?}");
+}
+
+#[test]
+fn transient_errors_are_retried_on_resume_and_final_ones_only_when_asked() {
+    let dir = TempDir::new("batch-transient");
+    image_folder(&dir, "set", 3);
+    let args = ["set", "-n", "4", "--max-tiles", "1", "-o", "out.jsonl"];
+    run_expecting(&dir.0, &args, 0);
+    // As if img000 had met its deadline on a busy machine and img001 were
+    // not an image: error records with the files' real hashes.
+    let as_failed = |r: &Value, kind: &str| {
+        serde_json::json!({
+            "path": r["path"], "key": r["key"], "sha256": r["sha256"],
+            "error": { "kind": kind, "message": "written by the test" },
+        })
+    };
+    let text: String = records(&dir.path("out.jsonl"))
+        .iter()
+        .map(|r| match r["key"].as_str().unwrap() {
+            "img000.png" => format!("{}\n", as_failed(r, "deadline_exceeded")),
+            "img001.png" => format!("{}\n", as_failed(r, "image_format")),
+            _ => format!("{r}\n"),
+        })
+        .collect();
+    std::fs::write(dir.path("out.jsonl"), text).unwrap();
+
+    let stderr = run_expecting(&dir.0, &args, 1);
+    assert!(
+        stderr.contains(" 1 captioned, 1 failed (1 in an earlier run), 1 skipped"),
+        "{stderr}"
+    );
+    let recs = records(&dir.path("out.jsonl"));
+    let counts = per_path(&recs);
+    assert_eq!(
+        (
+            counts["set/img000.png"],
+            counts["set/img001.png"],
+            counts["set/img002.png"]
+        ),
+        (2, 1, 1)
+    );
+    assert!(recs.last().unwrap()["caption"].is_string());
+
+    let mut retry = args.to_vec();
+    retry.push("--retry-errors");
+    let stderr = run_expecting(&dir.0, &retry, 0);
+    assert!(
+        stderr.contains(" 1 captioned, 0 failed, 2 skipped"),
+        "{stderr}"
+    );
+    assert_eq!(
+        per_path(&records(&dir.path("out.jsonl")))["set/img001.png"],
+        2
+    );
+}
+
 #[test]
 fn globs_stdin_and_repeats_name_each_image_once() {
     let dir = TempDir::new("batch-inputs");

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use smolvlm::{
     DownloadEvent, Error, FileRole, GenerationOptions, HubError, HubOptions, LoadError,
-    LoadOptions, Model, ModelSource, ResolvedModel,
+    LoadOptions, Miss, Model, ModelSource, ResolvedModel,
 };
 use smolvlm_testkit::images::{gradient, write_png};
 use smolvlm_testkit::{tiny_model, tiny_model_with, TinyModelSpec};
@@ -17,12 +17,12 @@ use smolvlm_testkit::{tiny_model, tiny_model_with, TinyModelSpec};
 use crate::hub_server::{commit, FakeFile, Fault, HubServer};
 use crate::util::{model, TempDir};
 
-const REPO: &str = "test-org/SmolVLM-Tiny-GGUF";
-const MODEL: &str = "SmolVLM-Tiny-Q8_0.gguf";
-const MMPROJ: &str = "mmproj-SmolVLM-Tiny-Q8_0.gguf";
+pub(crate) const REPO: &str = "test-org/SmolVLM-Tiny-GGUF";
+pub(crate) const MODEL: &str = "SmolVLM-Tiny-Q8_0.gguf";
+pub(crate) const MMPROJ: &str = "mmproj-SmolVLM-Tiny-Q8_0.gguf";
 
 /// The tiny pair's bytes under Hub-like names.
-fn tiny_files() -> (FakeFile, FakeFile) {
+pub(crate) fn tiny_files() -> (FakeFile, FakeFile) {
     let pair = tiny_model();
     (
         FakeFile::new(MODEL, std::fs::read(pair.model).unwrap()),
@@ -31,7 +31,7 @@ fn tiny_files() -> (FakeFile, FakeFile) {
 }
 
 /// A Hub whose `REPO` holds the tiny pair at `main` = commit 1.
-fn hub_with_tiny() -> HubServer {
+pub(crate) fn hub_with_tiny() -> HubServer {
     let server = HubServer::start();
     let (model, mmproj) = tiny_files();
     server.add_commit(REPO, &["main"], &commit(1), vec![model, mmproj]);
@@ -39,17 +39,17 @@ fn hub_with_tiny() -> HubServer {
 }
 
 /// Options that use `cache` and `server`, nothing from the environment.
-fn options(server: &HubServer, cache: &TempDir) -> HubOptions {
+pub(crate) fn options(server: &HubServer, cache: &TempDir) -> HubOptions {
     HubOptions::new(cache.path("hub"))
         .with_endpoint(server.url())
         .with_retries(1)
 }
 
-fn resolve(source: &str, options: &HubOptions) -> Result<ResolvedModel, Error> {
+pub(crate) fn resolve(source: &str, options: &HubOptions) -> Result<ResolvedModel, Error> {
     ModelSource::parse(source)?.resolve(options)
 }
 
-fn hub_err(result: Result<ResolvedModel, Error>) -> HubError {
+pub(crate) fn hub_err(result: Result<ResolvedModel, Error>) -> HubError {
     match result {
         Err(Error::Hub(e)) => e,
         other => panic!("expected a Hub error, got {other:?}"),
@@ -61,7 +61,7 @@ fn short() -> GenerationOptions {
 }
 
 /// What the tiny model says, loaded from local paths.
-fn local_tokens() -> Vec<i32> {
+pub(crate) fn local_tokens() -> Vec<i32> {
     model()
         .session()
         .unwrap()
@@ -70,7 +70,7 @@ fn local_tokens() -> Vec<i32> {
         .tokens
 }
 
-fn tokens_of(model: &Model) -> Vec<i32> {
+pub(crate) fn tokens_of(model: &Model) -> Vec<i32> {
     model
         .session()
         .unwrap()
@@ -222,7 +222,7 @@ fn offline_mode_reads_the_cache_and_never_the_network() {
         Error::from(HubError::NotCached {
             repo: String::new(),
             revision: String::new(),
-            quantization: String::new(),
+            quantization: None,
             what: String::new(),
             cache_dir: Default::default(),
         })
@@ -284,14 +284,19 @@ fn a_repo_without_an_mmproj_says_so() {
     let cache = TempDir::new("hub-no-mmproj");
     let e = hub_err(resolve("test-org/TextOnly-GGUF", &options(&server, &cache)));
     match &e {
-        HubError::NoMatchingFile {
-            role: FileRole::Mmproj,
-            available,
-            ..
-        } => assert!(available.is_empty()),
+        HubError::NoMatchingFile { miss, .. } => {
+            assert_eq!(miss.miss, Miss::Missing(FileRole::Mmproj));
+            assert_eq!(miss.ggufs.models, [MODEL]);
+            assert!(miss.ggufs.mmprojs.is_empty());
+        }
         other => panic!("expected NoMatchingFile for the mmproj, got {other}"),
     }
-    assert!(e.to_string().contains("no mmproj"), "{e}");
+    // The message lists what the repo holds.
+    let message = e.to_string();
+    assert!(
+        message.contains("no mmproj") && message.contains(&format!("text model '{MODEL}'")),
+        "{message}"
+    );
     assert!(
         !cache
             .path("hub")
@@ -368,14 +373,21 @@ fn the_quantization_picks_the_files_and_a_missing_one_lists_what_there_is() {
     );
     let e = hub_err(resolve(&format!("{REPO}:Q4_K_M"), &options));
     match &e {
-        HubError::NoMatchingFile {
-            role: FileRole::Model,
-            available,
-            ..
-        } => assert_eq!(available, &["Q8_0", "f16"]),
+        HubError::NoMatchingFile { miss, .. } => {
+            assert!(
+                matches!(miss.miss, Miss::NoQuantization { role: FileRole::Model, ref quantization } if quantization == "Q4_K_M"),
+                "{e}"
+            );
+            assert_eq!(miss.ggufs.model_quantizations(), ["Q8_0", "f16"]);
+        }
         other => panic!("expected NoMatchingFile for the model, got {other}"),
     }
-    assert!(e.to_string().contains(&format!("{REPO}:Q8_0")), "{e}");
+    let message = e.to_string();
+    assert!(message.contains(&format!("{REPO}:Q8_0")), "{message}");
+    assert!(
+        message.contains("'SmolVLM-Tiny-f16.gguf'") && message.contains(&format!("'{MODEL}'")),
+        "{message}"
+    );
 }
 
 #[test]
@@ -592,7 +604,7 @@ fn the_token_is_sent_only_when_given() {
     );
 }
 
-fn smolvlm(args: &[&str], hf_home: &Path, endpoint: Option<&str>) -> Output {
+pub(crate) fn smolvlm(args: &[&str], hf_home: &Path, endpoint: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_smolvlm"));
     command.args(args).env_clear().env("HF_HOME", hf_home);
     if let Some(endpoint) = endpoint {
@@ -601,7 +613,7 @@ fn smolvlm(args: &[&str], hf_home: &Path, endpoint: Option<&str>) -> Output {
     command.output().unwrap()
 }
 
-fn dump(out: &Output) -> String {
+pub(crate) fn dump(out: &Output) -> String {
     format!(
         "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
         out.status,

@@ -282,10 +282,12 @@ pub struct CaptionArgs {
     /// Skip images already recorded (same path and content) in --output; the default.
     #[arg(long)]
     pub resume: bool,
-    /// On resume, caption again the images whose last record is an error.
+    /// On resume, caption again the images whose last record is a final error
+    /// (a bad image); transient ones (a deadline, out of memory) are retried anyway.
     #[arg(long)]
     pub retry_errors: bool,
-    /// Caption only shard I of N (0-based): a stable split by relative path.
+    /// Caption only shard I of N (0-based): a stable split by the path relative
+    /// to its folder (a named file's: its name).
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
     /// No progress bar, progress lines or summary.

@@ -14,10 +14,14 @@
 //!   its matches, which are filtered like a directory's files.
 //! - `-` reads paths from stdin, one per line; each is a file or a directory.
 //!
-//! Each input also gets a key for `--shard`: its path relative to the
-//! directory or glob prefix it was found under (for named files, the path as
-//! given), with `/` separators. The key does not depend on where the dataset
-//! is mounted, so every worker of an array job computes the same split.
+//! Each input also gets a key: its path relative to the root it was found
+//! under, with `/` separators. The root of a file found in a directory is that
+//! directory; of a glob match, the pattern's literal prefix; of a file named
+//! directly (on the command line or stdin), its own directory, so its key is
+//! its file name. The key does not depend on the working directory or on where
+//! the dataset is mounted: `--shard` splits by it, so every worker of an array
+//! job computes the same split, and resume matches records by it (with the
+//! content hash), so a folder resumes from any directory or mount point.
 
 use std::collections::HashSet;
 use std::io::{BufRead, Read};
@@ -30,7 +34,8 @@ use crate::shard::Shard;
 pub struct Input {
     /// The file, as found.
     pub path: PathBuf,
-    /// The shard key: the path relative to its root, `/`-separated.
+    /// The path relative to its root, `/`-separated: what `--shard` and
+    /// resume know the image by.
     pub key: String,
 }
 
@@ -134,10 +139,12 @@ impl Collector {
         Ok(())
     }
 
-    /// A file the user named: always an input.
+    /// A file the user named: always an input, keyed by its file name.
     fn named(&mut self, path: &Path) {
         let path = normalize(path);
-        let key = key_of(&path);
+        let key = path
+            .file_name()
+            .map_or_else(|| key_of(&path), |name| name.to_string_lossy().into_owned());
         self.push(path, key, false);
     }
 
@@ -316,5 +323,17 @@ mod tests {
             Path::new("data/set")
         );
         assert_eq!(literal_prefix(Path::new("*.jpg")), Path::new("."));
+    }
+
+    #[test]
+    fn a_named_file_is_keyed_by_its_file_name() {
+        let args = [
+            PathBuf::from("./photos/a.jpg"),
+            PathBuf::from("/mnt/other/photos/b.jpg"),
+        ];
+        let inputs = collect(&args, &b""[..], None).unwrap();
+        let keys: Vec<&str> = inputs.images.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["a.jpg", "b.jpg"]);
+        assert_eq!(inputs.images[0].path, Path::new("photos/a.jpg"));
     }
 }

@@ -1,10 +1,28 @@
 //! What an existing output file already holds, for resuming.
 //!
-//! Every record names an image's path and the SHA-256 of its bytes. On a
-//! re-run an image whose (path, hash) has a caption record is skipped; one
-//! whose last record is an error is skipped too (and still counts as failed)
-//! unless `--retry-errors` is given. A changed file (new hash) is captioned
-//! again, and its new record appended: readers take the last record per path.
+//! Every record holds an image's key and the SHA-256 of its bytes. The key is
+//! the image's path relative to its root, `/`-separated (`inputs` computes it,
+//! and `--shard` splits by it): the root of a file found in a directory is
+//! that directory, of a glob match the pattern's literal prefix, and of a file
+//! named directly (an argument, or a line of stdin) its own directory, so its
+//! key is its file name. On a re-run an image whose (key, hash) has a caption
+//! record is skipped. So a folder captioned as `photos/` from one directory
+//! and resumed as `/abs/path/photos`, from another directory, or through
+//! another mount point of the same tree, ends with one record per image. The
+//! record's `path` stays as it was given, for the user. Two roots that hold
+//! the same relative path with the same bytes are one image to resume.
+//!
+//! Records written before they held a key are matched by (path as given,
+//! hash), as they were then: such a file resumes when the paths are given the
+//! same way. The later record wins when both kinds match.
+//!
+//! An image whose last record is an error is captioned again when the error
+//! is transient ([`is_transient`]: a deadline, a cancel, out of memory, a
+//! file that could not be read or a sidecar that could not be written), and
+//! otherwise skipped (it still counts as failed) unless `--retry-errors` is
+//! given: a final error says the image is bad, and it would fail again. A
+//! changed file (new hash) is captioned again, and its new record appended:
+//! readers take the last record per path.
 //!
 //! Records are written whole, so a killed process leaves only whole records.
 //! Only a cut in the middle of a write (power loss, a full disk) can leave a
@@ -20,7 +38,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::args::Format;
-use crate::records::CSV_HEADER;
+use crate::records::{CSV_COLUMNS_BEFORE_KEY, CSV_HEADER, SIDECAR_WRITE};
 
 /// The last outcome recorded for an image's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,14 +49,45 @@ pub enum Prior {
     Failed(String),
 }
 
-/// The records of an existing output, by (path, sha256).
+/// Whether an error of this recorded kind is retried on resume without
+/// `--retry-errors`: the library's transient kinds
+/// ([`smolvlm::kind_is_transient`]) and the CLI's `sidecar_write` (a full
+/// disk, say). The rest are final.
+#[must_use]
+pub fn is_transient(kind: &str) -> bool {
+    kind == SIDECAR_WRITE || smolvlm::kind_is_transient(kind)
+}
+
+/// The records of an existing output, by (key, sha256), and older records
+/// without a key by (path, sha256).
 #[derive(Debug, Default)]
 pub struct Ledger {
-    entries: HashMap<(String, String), Prior>,
+    by_key: HashMap<(String, String), Seen>,
+    by_path: HashMap<(String, String), Seen>,
     /// How many records the file held.
     pub records: usize,
     /// Set when a torn last record was cut off: what was done.
     pub repaired: Option<String>,
+    /// The CSV file's header predates the `key` column: rows appended to it
+    /// leave the key out, so that the file stays one table.
+    pub csv_without_key: bool,
+}
+
+/// A record as the ledger keeps it: which record it was (the later wins),
+/// and what it says.
+#[derive(Debug)]
+struct Seen {
+    number: usize,
+    prior: Prior,
+}
+
+/// The fields of one record that resuming needs.
+struct Stored {
+    /// `None` in records written before records held a key.
+    key: Option<String>,
+    path: String,
+    sha256: String,
+    prior: Prior,
 }
 
 /// An output that cannot be resumed.
@@ -77,6 +126,7 @@ pub enum LedgerError {
 #[derive(Deserialize)]
 struct JsonKey {
     path: String,
+    key: Option<String>,
     sha256: Option<String>,
     caption: Option<serde::de::IgnoredAny>,
     error: Option<JsonErrorKind>,
@@ -88,14 +138,32 @@ struct JsonErrorKind {
 }
 
 /// One record as read: where it starts, and what it says.
-type Parsed = (u64, Result<(String, String, Prior), String>);
+type Parsed = (u64, Result<Stored, String>);
 
 impl Ledger {
-    /// What was recorded for this content at this path.
+    /// The last outcome recorded for this content (`None`: unreadable) under
+    /// this key, or, in records without a key, at this path.
     #[must_use]
-    pub fn prior(&self, path: &str, sha256: Option<&str>) -> Option<&Prior> {
-        self.entries
-            .get(&(path.to_owned(), sha256.unwrap_or_default().to_owned()))
+    pub fn prior(&self, key: &str, path: &str, sha256: Option<&str>) -> Option<&Prior> {
+        let hash = sha256.unwrap_or_default();
+        let by_key = self.by_key.get(&(key.to_owned(), hash.to_owned()));
+        let by_path = self.by_path.get(&(path.to_owned(), hash.to_owned()));
+        [by_key, by_path]
+            .into_iter()
+            .flatten()
+            .max_by_key(|seen| seen.number)
+            .map(|seen| &seen.prior)
+    }
+
+    fn insert(&mut self, number: usize, stored: Stored) {
+        let seen = Seen {
+            number,
+            prior: stored.prior,
+        };
+        match stored.key {
+            Some(key) => self.by_key.insert((key, stored.sha256), seen),
+            None => self.by_path.insert((stored.path, stored.sha256), seen),
+        };
     }
 
     /// Reads `path` (which exists) as `format` records, cutting off a torn last record.
@@ -125,24 +193,28 @@ impl Ledger {
             file.seek(SeekFrom::Start(0)).map_err(io)?;
             last[0] == b'\n'
         };
+        let mut ledger = Self::default();
         let (parsed, name) = match format {
             Format::Jsonl => (read_jsonl(&file).map_err(io)?, "JSONL"),
-            Format::Csv => (read_csv(&file), "CSV"),
+            Format::Csv => {
+                let (parsed, with_key) = read_csv(&file);
+                ledger.csv_without_key = !with_key;
+                (parsed, "CSV")
+            }
             Format::Txt => {
                 return Err(LedgerError::NotResumable {
                     path: path.to_path_buf(),
                 })
             }
         };
-        let mut ledger = Self::default();
         let count = parsed.len();
         for (i, (start, record)) in parsed.into_iter().enumerate() {
             let last = i + 1 == count;
             match record {
                 Ok(_) if last && !ends_with_newline => ledger.cut(&file, start, i + 1, path)?,
-                Ok((p, hash, prior)) => {
+                Ok(stored) => {
                     ledger.records += 1;
-                    ledger.entries.insert((p, hash), prior);
+                    ledger.insert(i + 1, stored);
                 }
                 Err(_) if last => ledger.cut(&file, start, i + 1, path)?,
                 Err(message) => {
@@ -193,17 +265,24 @@ fn read_jsonl(file: &File) -> std::io::Result<Vec<Parsed>> {
     Ok(parsed)
 }
 
-fn parse_json(line: &[u8]) -> Result<(String, String, Prior), String> {
-    let key: JsonKey = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let prior = match (key.caption, key.error) {
+fn parse_json(line: &[u8]) -> Result<Stored, String> {
+    let json: JsonKey = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let prior = match (json.caption, json.error) {
         (_, Some(e)) => Prior::Failed(e.kind),
         (Some(_), None) => Prior::Captioned,
         (None, None) => return Err("it has neither a caption nor an error".to_owned()),
     };
-    Ok((key.path, key.sha256.unwrap_or_default(), prior))
+    Ok(Stored {
+        key: json.key,
+        path: json.path,
+        sha256: json.sha256.unwrap_or_default(),
+        prior,
+    })
 }
 
-fn read_csv(file: &File) -> Vec<Parsed> {
+/// The records, and whether the header has the `key` column (a file written
+/// before it had [`CSV_COLUMNS_BEFORE_KEY`] columns; it still resumes).
+fn read_csv(file: &File) -> (Vec<Parsed>, bool) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -211,12 +290,14 @@ fn read_csv(file: &File) -> Vec<Parsed> {
     let mut parsed = Vec::new();
     let mut record = csv::StringRecord::new();
     let column = |name| CSV_HEADER.iter().position(|c| *c == name).unwrap_or(0);
-    let (path, hash, finish, kind) = (
+    let (path, hash, finish, kind, key) = (
         column("path"),
         column("sha256"),
         column("finish"),
         column("error_kind"),
+        column("key"),
     );
+    let mut columns = CSV_HEADER.len();
     loop {
         let start = reader.position().byte();
         let result = match reader.read_record(&mut record) {
@@ -225,27 +306,36 @@ fn read_csv(file: &File) -> Vec<Parsed> {
                 if record.iter().eq(CSV_HEADER.iter().copied()) {
                     continue;
                 }
+                if record
+                    .iter()
+                    .eq(CSV_HEADER[..CSV_COLUMNS_BEFORE_KEY].iter().copied())
+                {
+                    columns = CSV_COLUMNS_BEFORE_KEY;
+                    continue;
+                }
                 Err(format!(
                     "the header is not {}: another format? (--format)",
                     CSV_HEADER.join(",")
                 ))
             }
-            Ok(true) if record.len() != CSV_HEADER.len() => Err(format!(
-                "{} fields instead of {}",
-                record.len(),
-                CSV_HEADER.len()
-            )),
-            Ok(true) if !record[kind].is_empty() => Ok((
-                record[path].to_owned(),
-                record[hash].to_owned(),
-                Prior::Failed(record[kind].to_owned()),
-            )),
-            Ok(true) if !record[finish].is_empty() => Ok((
-                record[path].to_owned(),
-                record[hash].to_owned(),
-                Prior::Captioned,
-            )),
-            Ok(true) => Err("it has neither a caption nor an error".to_owned()),
+            Ok(true) if record.len() != columns => {
+                Err(format!("{} fields instead of {columns}", record.len(),))
+            }
+            Ok(true) => {
+                let prior = if !record[kind].is_empty() {
+                    Ok(Prior::Failed(record[kind].to_owned()))
+                } else if !record[finish].is_empty() {
+                    Ok(Prior::Captioned)
+                } else {
+                    Err("it has neither a caption nor an error".to_owned())
+                };
+                prior.map(|prior| Stored {
+                    key: record.get(key).filter(|k| !k.is_empty()).map(str::to_owned),
+                    path: record[path].to_owned(),
+                    sha256: record[hash].to_owned(),
+                    prior,
+                })
+            }
             Err(e) => Err(e.to_string()),
         };
         let failed = result.is_err();
@@ -254,7 +344,7 @@ fn read_csv(file: &File) -> Vec<Parsed> {
             break;
         }
     }
-    parsed
+    (parsed, columns == CSV_HEADER.len())
 }
 
 #[cfg(test)]
@@ -271,6 +361,7 @@ mod tests {
     fn record(path: &str, ok: bool) -> Record {
         Record {
             path: path.to_owned(),
+            key: format!("k/{path}"),
             sha256: Some(format!("{:0>64}", path.len())),
             outcome: if ok {
                 Outcome::Captioned(Captioned {
@@ -316,16 +407,109 @@ mod tests {
             let ledger = Ledger::read(&path, format).unwrap();
             assert_eq!(ledger.records, 2);
             assert!(ledger.repaired.is_none());
+            assert!(!ledger.csv_without_key);
             let hash = |p: &str| format!("{:0>64}", p.len());
+            // Found by key, wherever the path now is.
             assert_eq!(
-                ledger.prior("a.jpg", Some(&hash("a.jpg"))),
+                ledger.prior("k/a.jpg", "/elsewhere/a.jpg", Some(&hash("a.jpg"))),
                 Some(&Prior::Captioned)
             );
             assert_eq!(
-                ledger.prior("bb.jpg", Some(&hash("bb.jpg"))),
+                ledger.prior("k/bb.jpg", "bb.jpg", Some(&hash("bb.jpg"))),
                 Some(&Prior::Failed("image_format".to_owned()))
             );
-            assert_eq!(ledger.prior("a.jpg", Some(&hash("bb.jpg"))), None);
+            assert_eq!(
+                ledger.prior("k/a.jpg", "a.jpg", Some(&hash("bb.jpg"))),
+                None
+            );
+            // A record with a key is not matched by its path.
+            assert_eq!(ledger.prior("a.jpg", "a.jpg", Some(&hash("a.jpg"))), None);
+        }
+    }
+
+    #[test]
+    fn records_without_a_key_resume_by_path() {
+        let hash = "ab".repeat(32);
+        let jsonl = temp("old.jsonl");
+        std::fs::write(
+            &jsonl,
+            format!(
+                "{{\"path\":\"photos/a.jpg\",\"sha256\":\"{hash}\",\"caption\":\"x\"}}\n\
+                 {{\"path\":\"photos/b.jpg\",\"sha256\":\"{hash}\",\"error\":{{\"kind\":\"image_format\",\"message\":\"no\"}}}}\n"
+            ),
+        )
+        .unwrap();
+        let ledger = Ledger::read(&jsonl, Format::Jsonl).unwrap();
+        assert_eq!(ledger.records, 2);
+        assert_eq!(
+            ledger.prior("a.jpg", "photos/a.jpg", Some(&hash)),
+            Some(&Prior::Captioned)
+        );
+        assert_eq!(
+            ledger.prior("b.jpg", "photos/b.jpg", Some(&hash)),
+            Some(&Prior::Failed("image_format".to_owned()))
+        );
+        assert_eq!(
+            ledger.prior("a.jpg", "/abs/photos/a.jpg", Some(&hash)),
+            None
+        );
+
+        // A CSV file with the header from before the key column.
+        let csv = temp("old.csv");
+        let mut bytes = crate::records::csv_row(&CSV_HEADER[..CSV_COLUMNS_BEFORE_KEY]).unwrap();
+        bytes.extend(record("a.jpg", true).to_csv_row(false).unwrap());
+        std::fs::write(&csv, bytes).unwrap();
+        let ledger = Ledger::read(&csv, Format::Csv).unwrap();
+        assert!(ledger.csv_without_key);
+        assert_eq!(
+            ledger.prior("k/a.jpg", "a.jpg", Some(&format!("{:0>64}", 5))),
+            Some(&Prior::Captioned)
+        );
+        // Its rows keep its column count: a row with a key is a bad record.
+        let mut bytes = std::fs::read(&csv).unwrap();
+        bytes.extend(record("bb.jpg", true).encode(Format::Csv).unwrap());
+        bytes.extend(record("a.jpg", true).to_csv_row(false).unwrap());
+        std::fs::write(&csv, bytes).unwrap();
+        assert!(Ledger::read(&csv, Format::Csv).is_err());
+    }
+
+    #[test]
+    fn the_later_record_wins_between_key_and_path() {
+        let hash = "cd".repeat(32);
+        let path = temp("mixed.jsonl");
+        let mut bytes =
+            format!("{{\"path\":\"photos/a.jpg\",\"sha256\":\"{hash}\",\"caption\":\"x\"}}\n")
+                .into_bytes();
+        let mut failed = record("photos/a.jpg", false);
+        failed.key = "a.jpg".to_owned();
+        failed.sha256 = Some(hash.clone());
+        bytes.extend(failed.encode(Format::Jsonl).unwrap());
+        std::fs::write(&path, bytes).unwrap();
+        let ledger = Ledger::read(&path, Format::Jsonl).unwrap();
+        assert_eq!(
+            ledger.prior("a.jpg", "photos/a.jpg", Some(&hash)),
+            Some(&Prior::Failed("image_format".to_owned()))
+        );
+    }
+
+    #[test]
+    fn transient_kinds_are_retried_and_final_ones_are_not() {
+        for kind in [
+            "deadline_exceeded",
+            "cancelled",
+            "session",
+            "eval",
+            "sidecar_write",
+        ] {
+            assert!(is_transient(kind), "{kind}");
+        }
+        for kind in [
+            "image_format",
+            "image_truncated",
+            "sidecar_conflict",
+            "prompt_too_long",
+        ] {
+            assert!(!is_transient(kind), "{kind}");
         }
     }
 

@@ -21,7 +21,12 @@ pub struct Sink {
 #[derive(Debug)]
 enum Target {
     Stdout,
-    File { file: File, path: PathBuf },
+    File {
+        file: File,
+        path: PathBuf,
+        /// A CSV file from before records had a key: its rows have none.
+        csv_without_key: bool,
+    },
     Nowhere,
 }
 
@@ -75,6 +80,7 @@ impl Sink {
         let target = Target::File {
             file,
             path: path.to_path_buf(),
+            csv_without_key: ledger.csv_without_key,
         };
         Ok((
             Self {
@@ -103,7 +109,18 @@ impl Sink {
             }
             // One write_all of the whole record: File is unbuffered, so
             // this is one write(2) call for any record of sane size.
-            Target::File { file, .. } => file.write_all(&record.encode(self.format)?),
+            Target::File {
+                file,
+                csv_without_key,
+                ..
+            } => {
+                let bytes = if self.format == Format::Csv && *csv_without_key {
+                    record.to_csv_row(false)?
+                } else {
+                    record.encode(self.format)?
+                };
+                file.write_all(&bytes)
+            }
             Target::Stdout => {
                 let bytes = match (self.format, &record.outcome, self.bare) {
                     (Format::Txt, Outcome::Failed { .. }, _) => {
@@ -152,8 +169,18 @@ pub fn sidecar_path(image: &Path) -> PathBuf {
     image.with_extension("txt")
 }
 
-/// Writes the caption beside its image, atomically: a temporary file in the
-/// same directory, renamed over the sidecar, so it is whole or absent.
+/// Whether an image's sidecar holds a caption: it exists and is not empty.
+/// A power cut after a rename whose data never reached the disk can leave a
+/// zero-length file; that one is not done.
+#[must_use]
+pub fn sidecar_done(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
+}
+
+/// Writes the caption beside its image, atomically and durably: a temporary
+/// file in the same directory, synced, renamed over the sidecar, then the
+/// directory synced. So the sidecar is whole or absent, and once this
+/// returns (and a record says it is done) a power cut does not take it back.
 ///
 /// # Errors
 ///
@@ -162,12 +189,36 @@ pub fn write_sidecar(path: &Path, caption: &str) -> std::io::Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     let temp = path.with_file_name(name);
-    let result =
-        std::fs::write(&temp, format!("{caption}\n")).and_then(|()| std::fs::rename(&temp, path));
+    let result = write_synced(&temp, caption).and_then(|()| std::fs::rename(&temp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
-    result
+    result?;
+    sync_directory_of(path)
+}
+
+/// Writes `caption` and a newline to a new file and waits for the disk.
+fn write_synced(path: &Path, caption: &str) -> std::io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(format!("{caption}\n").as_bytes())?;
+    file.sync_all()
+}
+
+/// Syncs the directory holding `path`, so a rename into it is on the disk.
+#[cfg(unix)]
+fn sync_directory_of(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Elsewhere std cannot open a directory to sync it: the file itself is
+/// synced, the rename is left to the file system.
+#[cfg(not(unix))]
+fn sync_directory_of(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -190,6 +241,11 @@ mod tests {
         write_sidecar(&path, "second").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "second\n");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        assert!(sidecar_done(&path));
+        std::fs::write(&path, b"").unwrap();
+        assert!(!sidecar_done(&path));
+        assert!(!sidecar_done(&dir.join("missing.txt")));
+        assert!(!sidecar_done(&dir));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

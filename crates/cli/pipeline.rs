@@ -13,7 +13,7 @@
 //! [`CancelToken`]: they end with no record and are captioned on the next run.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Mutex, PoisonError};
@@ -23,15 +23,17 @@ use sha2::{Digest, Sha256};
 use smolvlm::image::{ImageOptions, PreparedImage, Preprocessor};
 use smolvlm::{CancelToken, CaptionError, GenerationOptions, ImageError, Model, Prompt};
 
-use crate::ledger::{Ledger, Prior};
-use crate::output::write_sidecar;
-use crate::records::{Captioned, Outcome, Record};
+use crate::ledger::{self, Ledger, Prior};
+use crate::output::{sidecar_done, write_sidecar};
+use crate::records::{Captioned, Outcome, Record, SIDECAR_WRITE};
 
 /// One image to caption.
 #[derive(Debug, Clone)]
 pub struct Job {
     /// The file.
     pub path: PathBuf,
+    /// Its path relative to its root, which resume matches on.
+    pub key: String,
     /// Where its caption goes beside it, with `--sidecar`.
     pub sidecar: Option<PathBuf>,
 }
@@ -55,9 +57,10 @@ pub struct Plan<'a> {
     pub parallel: usize,
     /// Threads preparing images ahead; 0 prepares on the caption threads.
     pub prep_threads: usize,
-    /// Caption again the images whose last record is an error.
+    /// Caption again the images whose last record is a final error (a
+    /// transient one is always tried again).
     pub retry_errors: bool,
-    /// Skip images whose sidecar exists (sidecars without a record file).
+    /// Skip images whose sidecar holds a caption (sidecars without a record file).
     pub skip_existing_sidecars: bool,
     /// Set by a signal: take no new image.
     pub stop: &'a AtomicBool,
@@ -222,14 +225,9 @@ fn caption_worker(
                     }
                     Ok(caption) => {
                         let captioned = Captioned::from_caption(&caption);
-                        event(captioned_record(
-                            job.sidecar.as_deref(),
-                            label,
-                            sha256,
-                            captioned,
-                        ))
+                        event(captioned_record(&job, label, sha256, captioned))
                     }
-                    Err(e) => event(failed(label, Some(sha256), e.kind(), &e)),
+                    Err(e) => event(failed(&job, label, Some(sha256), e.kind(), &e)),
                 }
             }
         };
@@ -243,27 +241,24 @@ fn event(record: Record) -> Event {
     Event::Record(Box::new(record))
 }
 
-/// The record of a caption, after its sidecar (if any) is written.
-fn captioned_record(
-    sidecar: Option<&Path>,
-    label: String,
-    sha256: String,
-    captioned: Captioned,
-) -> Record {
-    if let Some(path) = sidecar {
+/// The record of a caption, after its sidecar (if any) is on the disk.
+fn captioned_record(job: &Job, label: String, sha256: String, captioned: Captioned) -> Record {
+    if let Some(path) = &job.sidecar {
         if let Err(e) = write_sidecar(path, &captioned.text) {
             let message = format!("cannot write the sidecar '{}': {e}", path.display());
-            return failed(label, Some(sha256), "sidecar_write", &message);
+            return failed(job, label, Some(sha256), SIDECAR_WRITE, &message);
         }
     }
     Record {
         path: label,
+        key: job.key.clone(),
         sha256: Some(sha256),
         outcome: Outcome::Captioned(captioned),
     }
 }
 
 fn failed(
+    job: &Job,
     path: String,
     sha256: Option<String>,
     kind: &str,
@@ -271,6 +266,7 @@ fn failed(
 ) -> Record {
     Record {
         path,
+        key: job.key.clone(),
         sha256,
         outcome: Outcome::Failed {
             kind: kind.to_owned(),
@@ -282,24 +278,24 @@ fn failed(
 /// Reads, hashes and checks one image against the ledger, then decodes and resizes it.
 fn prepare(plan: &Plan<'_>, prep: &mut Preprocessor, job: Job) -> Prepared {
     let label = job.path.to_string_lossy().into_owned();
-    if plan.skip_existing_sidecars && job.sidecar.as_deref().is_some_and(Path::exists) {
+    if plan.skip_existing_sidecars && job.sidecar.as_deref().is_some_and(sidecar_done) {
         return Prepared::Done(Event::Skipped(Prior::Captioned));
     }
     let bytes = match std::fs::read(&job.path) {
         Ok(bytes) => bytes,
         Err(source) => {
-            if let Some(skip) = skip(plan, &label, None) {
+            if let Some(skip) = skip(plan, &job, &label, None) {
                 return skip;
             }
             let error = smolvlm::Error::from(ImageError::Read {
                 path: job.path.clone(),
                 source,
             });
-            return Prepared::Done(event(failed(label, None, error.kind(), &error)));
+            return Prepared::Done(event(failed(&job, label, None, error.kind(), &error)));
         }
     };
     let sha256 = hex(&Sha256::digest(&bytes));
-    if let Some(skip) = skip(plan, &label, Some(&sha256)) {
+    if let Some(skip) = skip(plan, &job, &label, Some(&sha256)) {
         return skip;
     }
     match prep.prepare_file_bytes(&job.path, &bytes) {
@@ -311,15 +307,24 @@ fn prepare(plan: &Plan<'_>, prep: &mut Preprocessor, job: Job) -> Prepared {
         },
         Err(e) => {
             let error = smolvlm::Error::from(e);
-            Prepared::Done(event(failed(label, Some(sha256), error.kind(), &error)))
+            Prepared::Done(event(failed(
+                &job,
+                label,
+                Some(sha256),
+                error.kind(),
+                &error,
+            )))
         }
     }
 }
 
-/// A skip event if an earlier run recorded this content, and it is not to be retried.
-fn skip(plan: &Plan<'_>, label: &str, sha256: Option<&str>) -> Option<Prepared> {
-    match plan.ledger.prior(label, sha256)? {
-        Prior::Failed(_) if plan.retry_errors => None,
+/// A skip event if an earlier run recorded this content, and it is not to be
+/// done again: a caption whose sidecar (if one is asked for) holds it, or a
+/// final error unless `--retry-errors`.
+fn skip(plan: &Plan<'_>, job: &Job, label: &str, sha256: Option<&str>) -> Option<Prepared> {
+    match plan.ledger.prior(&job.key, label, sha256)? {
+        Prior::Failed(kind) if plan.retry_errors || ledger::is_transient(kind) => None,
+        Prior::Captioned if job.sidecar.as_deref().is_some_and(|s| !sidecar_done(s)) => None,
         prior => Some(Prepared::Done(Event::Skipped(prior.clone()))),
     }
 }

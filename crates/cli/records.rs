@@ -11,11 +11,21 @@ use smolvlm::{Caption, FinishReason, Timings};
 
 use crate::args::Format;
 
+/// The error kind of a caption whose sidecar could not be written (a full
+/// disk, a read-only folder): transient, so resume tries it again.
+pub const SIDECAR_WRITE: &str = "sidecar_write";
+
+/// The error kind of an image whose sidecar would be another image's: final.
+pub const SIDECAR_CONFLICT: &str = "sidecar_conflict";
+
 /// What happened to one image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// The image's path, as found (lossily UTF-8).
     pub path: String,
+    /// The image's path relative to its root (see `inputs`), which resume
+    /// matches on: the same from any working directory or mount point.
+    pub key: String,
     /// SHA-256 of the file's bytes, lowercase hex; `None` if it could not be read.
     pub sha256: Option<String>,
     /// The caption, or why there is none.
@@ -90,6 +100,7 @@ fn ms(d: Duration) -> f64 {
 #[derive(Serialize)]
 struct JsonRecord<'a> {
     path: &'a str,
+    key: &'a str,
     sha256: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     caption: Option<&'a str>,
@@ -140,8 +151,10 @@ impl JsonTimings {
     }
 }
 
-/// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 17] = [
+/// The CSV columns, in order. `key` is last so that files written before it
+/// existed keep their layout: rows appended to such a file leave it out (the
+/// first [`CSV_COLUMNS_BEFORE_KEY`] columns).
+pub const CSV_HEADER: [&str; 18] = [
     "path",
     "sha256",
     "caption",
@@ -159,7 +172,11 @@ pub const CSV_HEADER: [&str; 17] = [
     "total_ms",
     "error_kind",
     "error_message",
+    "key",
 ];
+
+/// How many columns CSV files had before records held a key.
+pub const CSV_COLUMNS_BEFORE_KEY: usize = 17;
 
 impl Record {
     /// The record in `format`, ending with a newline.
@@ -170,7 +187,7 @@ impl Record {
     pub fn encode(&self, format: Format) -> std::io::Result<Vec<u8>> {
         match format {
             Format::Jsonl => self.to_json_line(),
-            Format::Csv => self.to_csv_row(),
+            Format::Csv => self.to_csv_row(true),
             Format::Txt => Ok(self.to_text_line().into_bytes()),
         }
     }
@@ -178,6 +195,7 @@ impl Record {
     fn to_json_line(&self) -> std::io::Result<Vec<u8>> {
         let mut json = JsonRecord {
             path: &self.path,
+            key: &self.key,
             sha256: self.sha256.as_deref(),
             caption: None,
             generated_tokens: None,
@@ -207,7 +225,13 @@ impl Record {
         Ok(line)
     }
 
-    fn to_csv_row(&self) -> std::io::Result<Vec<u8>> {
+    /// The CSV row, with the `key` column or (for a file whose header
+    /// predates it) without.
+    ///
+    /// # Errors
+    ///
+    /// Only if serialization itself fails (it does not for these types).
+    pub fn to_csv_row(&self, with_key: bool) -> std::io::Result<Vec<u8>> {
         let mut fields: Vec<String> =
             vec![self.path.clone(), self.sha256.clone().unwrap_or_default()];
         match &self.outcome {
@@ -233,6 +257,9 @@ impl Record {
                 fields.extend(std::iter::repeat_n(String::new(), 13));
                 fields.extend([kind.clone(), message.clone()]);
             }
+        }
+        if with_key {
+            fields.push(self.key.clone());
         }
         csv_row(&fields)
     }
@@ -272,6 +299,7 @@ mod tests {
     fn captioned(text: &str) -> Record {
         Record {
             path: "a/b, \"c\".jpg".to_owned(),
+            key: "b, \"c\".jpg".to_owned(),
             sha256: Some("ab".repeat(32)),
             outcome: Outcome::Captioned(Captioned {
                 text: text.to_owned(),
@@ -298,6 +326,13 @@ mod tests {
         assert_eq!(&rec[0], "a/b, \"c\".jpg");
         assert_eq!(&rec[2], "two\nlines, \"quoted\"");
         assert_eq!(&rec[7], "end_of_text");
+        assert_eq!(&rec[17], "b, \"c\".jpg");
+        let old = captioned("x").to_csv_row(false).unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&old[..]);
+        let rec = reader.records().next().unwrap().unwrap();
+        assert_eq!(rec.len(), CSV_COLUMNS_BEFORE_KEY);
     }
 
     #[test]
@@ -307,9 +342,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["caption"], "x\ny");
         assert_eq!(v["tiles"], 12);
+        assert_eq!(v["key"], "b, \"c\".jpg");
         assert!(v.get("error").is_none());
         let failed = Record {
             path: "p.jpg".to_owned(),
+            key: "p.jpg".to_owned(),
             sha256: None,
             outcome: Outcome::Failed {
                 kind: "image_truncated".to_owned(),

@@ -13,7 +13,7 @@ use crate::ledger::{Ledger, Prior};
 use crate::output::{sidecar_path, Sink};
 use crate::pipeline::{self, Event, Job, Observer, Plan};
 use crate::progress::Progress;
-use crate::records::{Outcome, Record};
+use crate::records::{Outcome, Record, SIDECAR_CONFLICT};
 use crate::settings::Settings;
 
 /// Set by the first SIGINT/SIGTERM/SIGHUP: take no new image.
@@ -166,16 +166,19 @@ fn plan_jobs(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> (Vec<Job>
             if images.contains(sidecar) || !claimed.insert(sidecar.clone()) {
                 let path = input.path.to_string_lossy().into_owned();
                 // Recorded once: a later run skips it like any error.
-                if matches!(ledger.prior(&path, None), Some(Prior::Failed(_)))
-                    && !settings.retry_errors
-                {
+                let final_error = matches!(
+                    ledger.prior(&input.key, &path, None),
+                    Some(Prior::Failed(kind)) if !crate::ledger::is_transient(kind)
+                );
+                if final_error && !settings.retry_errors {
                     continue;
                 }
                 conflicts.push(Record {
                     path,
+                    key: input.key.clone(),
                     sha256: None,
                     outcome: Outcome::Failed {
-                        kind: "sidecar_conflict".to_owned(),
+                        kind: SIDECAR_CONFLICT.to_owned(),
                         message: format!(
                             "its sidecar '{}' belongs to another image: rename one of them",
                             sidecar.display()
@@ -187,6 +190,7 @@ fn plan_jobs(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> (Vec<Job>
         }
         jobs.push(Job {
             path: input.path.clone(),
+            key: input.key.clone(),
             sidecar,
         });
     }

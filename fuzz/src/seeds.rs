@@ -49,6 +49,17 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
             ));
         }
     }
+    // Phone photos carry data after the primary image's end: a Motion
+    // Photo's MP4 (holding end-of-image and start-of-scan pairs by chance),
+    // an MPF / Ultra HDR second JPEG.
+    if let Some(jpeg) = encode(&DynamicImage::ImageRgb8(base.clone()), ImageFormat::Jpeg) {
+        let mut motion = jpeg.clone();
+        motion.extend_from_slice(b"\0\0\0\x18ftypisom\0\0\x02\0isommp41");
+        motion.extend_from_slice(b"\0\0\0\x10mdat\xFF\xD9\xFF\xDA\0\x0C\x01\x02");
+        out.push(("motion-photo.jpg".to_owned(), with_control(0, &motion)));
+        let second = [jpeg.as_slice(), jpeg.as_slice()].concat();
+        out.push(("second-jpeg.jpg".to_owned(), with_control(16, &second)));
+    }
     let variants = [
         (
             "rgba",

@@ -245,8 +245,11 @@ pub enum CaptionError {
         /// The session's context size.
         n_ctx: u32,
     },
-    /// One image chunk is larger than the decode batch (llama.cpp would abort).
-    #[error("an image chunk has {tokens} tokens but the batch size is {n_batch}: use a batch_size of at least {tokens}")]
+    /// One image chunk is larger than one decode pass, for a projector whose
+    /// image must be decoded in one pass (a non-causal one; never SmolVLM's
+    /// idefics3, whose chunks mtmd splits by the batch size). llama.cpp
+    /// would abort.
+    #[error("an image chunk has {tokens} tokens but one decode pass holds {n_batch}: this projector needs a batch_size and ubatch_size of at least {tokens}")]
     BatchTooSmall {
         /// Tokens in the largest image chunk.
         tokens: usize,
@@ -373,7 +376,155 @@ impl Error {
             Self::InvalidOption { .. } => "invalid_option",
         }
     }
+
+    /// Whether the same call, unchanged, may succeed later: the failure came
+    /// from the moment, not from the input.
+    ///
+    /// Transient: a deadline that passed (a busy machine), a cancel, a
+    /// context that could not be created (out of memory), an evaluation that
+    /// llama.cpp could not finish, an image file that could not be read (its
+    /// bytes were never seen), and a Hub transfer that broke off.
+    ///
+    /// Every other error is final: the image is bad (not an image, truncated,
+    /// empty, too large, undecodable), or the model and options do not fit it
+    /// (a prompt too long, a bad template), and the same call would fail the
+    /// same way. `smolvlm caption` retries transient errors on resume, and
+    /// final ones only with `--retry-errors`.
+    ///
+    /// The classification is by [`kind`](Self::kind): see [`kind_is_transient`]
+    /// for a kind stored as a string.
+    ///
+    /// ```
+    /// use smolvlm::{CaptionError, Error, ImageError, Stage};
+    /// let late = Error::from(CaptionError::DeadlineExceeded {
+    ///     deadline: std::time::Duration::from_secs(1),
+    ///     stage: Stage::Prefill,
+    /// });
+    /// assert!(late.is_transient());
+    /// let bad = Error::from(ImageError::Empty { width: 0, height: 3 });
+    /// assert!(!bad.is_transient());
+    /// ```
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        kind_is_transient(self.kind())
+    }
+}
+
+/// Whether an error of this [`Error::kind`] is transient (see
+/// [`Error::is_transient`]), for a kind kept as a string, such as in a
+/// record file. An unknown kind is final.
+///
+/// ```
+/// assert!(smolvlm::kind_is_transient("deadline_exceeded"));
+/// assert!(!smolvlm::kind_is_transient("image_truncated"));
+/// ```
+#[must_use]
+pub fn kind_is_transient(kind: &str) -> bool {
+    matches!(
+        kind,
+        "cancelled"
+            | "deadline_exceeded"
+            | "eval"
+            | "session"
+            | "image_read"
+            | "hub_network"
+            | "hub_download"
+    )
 }
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of_image(e: ImageError) -> Error {
+        Error::from(e)
+    }
+
+    #[test]
+    fn errors_of_the_moment_are_transient() {
+        let transient = [
+            Error::from(CaptionError::Cancelled {
+                stage: Stage::Generate,
+            }),
+            Error::from(CaptionError::DeadlineExceeded {
+                deadline: Duration::from_secs(1),
+                stage: Stage::Prefill,
+            }),
+            Error::from(CaptionError::Eval {
+                stage: Stage::Prefill,
+                code: -3,
+            }),
+            Error::Session {
+                n_ctx: 4096,
+                n_batch: 512,
+            },
+            of_image(ImageError::Read {
+                path: PathBuf::from("a.jpg"),
+                source: std::io::Error::other("stale file handle"),
+            }),
+            Error::from(HubError::Network {
+                repo: "r".to_owned(),
+                url: "u".to_owned(),
+                message: "reset".to_owned(),
+            }),
+            Error::from(HubError::Download {
+                repo: "r".to_owned(),
+                file: "f".to_owned(),
+                message: "cut".to_owned(),
+            }),
+        ];
+        for e in &transient {
+            assert!(e.is_transient(), "{}: {e}", e.kind());
+            assert!(kind_is_transient(e.kind()), "{}", e.kind());
+        }
+    }
+
+    #[test]
+    fn bad_images_and_misfits_are_final() {
+        let origin = || "'a.jpg'".to_owned();
+        let last = Error::from(CaptionError::PromptTooLong {
+            tokens: 9,
+            image_tokens: 8,
+            n_ctx: 4,
+        });
+        let finals = [
+            of_image(ImageError::Empty {
+                width: 0,
+                height: 1,
+            }),
+            of_image(ImageError::NoData { origin: origin() }),
+            of_image(ImageError::Truncated { origin: origin() }),
+            of_image(ImageError::UnknownFormat { origin: origin() }),
+            of_image(ImageError::MtmdLoad { origin: origin() }),
+            of_image(ImageError::Decode {
+                origin: origin(),
+                source: image::ImageError::IoError(std::io::Error::other("bad huffman code")),
+            }),
+            of_image(ImageError::TooLarge {
+                origin: origin(),
+                width: 1,
+                height: 1,
+                limits: crate::image::DecodeLimits::default(),
+            }),
+            of_image(ImageError::BufferSize {
+                width: 1,
+                height: 1,
+                expected: 3,
+                actual: 2,
+            }),
+            Error::from(CaptionError::Template("x".to_owned())),
+            Error::from(CaptionError::Tokenize("x".to_owned())),
+            Error::invalid("max_tokens", "0"),
+            last,
+        ];
+        for e in &finals {
+            assert!(!e.is_transient(), "{}: {e}", e.kind());
+        }
+        // Kinds the library does not know, such as the CLI's own, are final.
+        assert!(!kind_is_transient("sidecar_conflict"));
+        assert!(!kind_is_transient(""));
+    }
+}

@@ -113,13 +113,20 @@ impl GgufHeader {
             len: file_len,
         };
         let header = Self::parse(&mut reader)?;
-        let data_start = align(reader.pos, header.alignment());
-        let needed = header
-            .tensors
-            .values()
-            .map(|t| data_start + t.offset + tensor_bytes(t).unwrap_or(0))
-            .max()
-            .unwrap_or(data_start);
+        let data_start = align(reader.pos, header.alignment()).ok_or(GgufError::Corrupt(
+            "the tensor data would start past any file size",
+        ))?;
+        let mut needed = data_start;
+        for t in header.tensors.values() {
+            let bytes = tensor_bytes(t).ok_or(GgufError::Corrupt(
+                "a tensor's type is unknown to ggml or its size overflows",
+            ))?;
+            let end = data_start
+                .checked_add(t.offset)
+                .and_then(|start| start.checked_add(bytes))
+                .ok_or(GgufError::Corrupt("a tensor's offset and size overflow"))?;
+            needed = needed.max(end);
+        }
         if needed > file_len {
             return Err(GgufError::Truncated {
                 needed,
@@ -258,15 +265,23 @@ fn key_type(key: &str, expected: &'static str) -> GgufError {
     }
 }
 
-fn align(pos: u64, alignment: u64) -> u64 {
-    pos.div_ceil(alignment) * alignment
+fn align(pos: u64, alignment: u64) -> Option<u64> {
+    pos.div_ceil(alignment.max(1)).checked_mul(alignment.max(1))
 }
 
-/// Bytes a tensor occupies, for the ggml types whose layout is fixed;
-/// `None` for types we do not know (their extent is then not checked).
+/// Bytes a tensor occupies: elements rounded up to whole blocks, times the
+/// block's size, for every type the vendored ggml can load (`ggml.h`'s
+/// `ggml_type`, sizes from `ggml-common.h`). `None` for a type ggml does not
+/// know (it would refuse the file) or a size that overflows.
 fn tensor_bytes(t: &TensorInfo) -> Option<u64> {
-    // (elements per block, bytes per block), from ggml's type traits.
-    let (block, size) = match t.ggml_type {
+    let elements = t.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
+    let (block, size) = block_layout(t.ggml_type)?;
+    elements.div_ceil(block).checked_mul(size)
+}
+
+/// (elements per block, bytes per block) of a ggml type.
+fn block_layout(ggml_type: u32) -> Option<(u64, u64)> {
+    Some(match ggml_type {
         0 => (1, 4),       // F32
         1 | 30 => (1, 2),  // F16, BF16
         2 => (32, 18),     // Q4_0
@@ -274,19 +289,34 @@ fn tensor_bytes(t: &TensorInfo) -> Option<u64> {
         6 => (32, 22),     // Q5_0
         7 => (32, 24),     // Q5_1
         8 => (32, 34),     // Q8_0
+        9 => (32, 36),     // Q8_1
         10 => (256, 84),   // Q2_K
         11 => (256, 110),  // Q3_K
         12 => (256, 144),  // Q4_K
         13 => (256, 176),  // Q5_K
         14 => (256, 210),  // Q6_K
+        15 => (256, 292),  // Q8_K
+        16 => (256, 66),   // IQ2_XXS
+        17 => (256, 74),   // IQ2_XS
+        18 => (256, 98),   // IQ3_XXS
+        19 => (256, 50),   // IQ1_S
+        20 => (32, 18),    // IQ4_NL
+        21 => (256, 110),  // IQ3_S
+        22 => (256, 82),   // IQ2_S
+        23 => (256, 136),  // IQ4_XS
         24 => (1, 1),      // I8
         25 => (1, 2),      // I16
         26 => (1, 4),      // I32
         27 | 28 => (1, 8), // I64, F64
+        29 => (256, 56),   // IQ1_M
+        34 => (256, 54),   // TQ1_0
+        35 => (256, 66),   // TQ2_0
+        39 => (32, 17),    // MXFP4
+        40 => (64, 36),    // NVFP4
+        41 => (128, 18),   // Q1_0
+        42 => (64, 18),    // Q2_0
         _ => return None,
-    };
-    let elements = t.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
-    elements.div_ceil(block).checked_mul(size)
+    })
 }
 
 /// A bounds-checked little-endian reader that tracks its position.
@@ -387,5 +417,112 @@ fn fixed_size(ty: u32) -> Option<u64> {
         4..=6 => Some(4),
         10..=12 => Some(8),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF v3 file with no metadata and one tensor of `ggml_type` and
+    /// `dims`, whose data section holds `data_len` bytes.
+    fn one_tensor_file(ggml_type: u32, dims: &[u64], data_len: usize) -> tempfile_path::Path {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes()); // tensors
+        out.extend_from_slice(&0u64.to_le_bytes()); // metadata
+        let name = b"t";
+        out.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in dims {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        out.extend_from_slice(&ggml_type.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes()); // offset
+        while out.len() % DEFAULT_ALIGNMENT as usize != 0 {
+            out.push(0);
+        }
+        out.resize(out.len() + data_len, 0);
+        tempfile_path::write(&out)
+    }
+
+    /// A unique temporary file, removed on drop (no tempfile dependency).
+    mod tempfile_path {
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        pub struct Path(pub std::path::PathBuf);
+
+        impl Drop for Path {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+
+        pub fn write(bytes: &[u8]) -> Path {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "smolvlm-gguf-{}-{}.gguf",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&path, bytes).unwrap();
+            Path(path)
+        }
+    }
+
+    #[test]
+    fn every_loadable_type_has_its_ggml_block_size() {
+        // Spot checks against ggml-common.h's static_asserts.
+        for (ty, layout) in [
+            (8, (32, 34)),    // Q8_0: half + 32 int8
+            (12, (256, 144)), // Q4_K
+            (23, (256, 136)), // IQ4_XS
+            (29, (256, 56)),  // IQ1_M
+            (34, (256, 54)),  // TQ1_0
+            (35, (256, 66)),  // TQ2_0
+            (39, (32, 17)),   // MXFP4: e8m0 scale + 16 bytes
+        ] {
+            assert_eq!(block_layout(ty), Some(layout), "type {ty}");
+        }
+        // Every code ggml.h defines, none it removed.
+        let known: Vec<u32> = (0..=42).filter(|&t| block_layout(t).is_some()).collect();
+        let removed = [4, 5, 31, 32, 33, 36, 37, 38];
+        assert_eq!(known.len(), 43 - removed.len());
+        assert!(removed.iter().all(|t| block_layout(*t).is_none()));
+        assert_eq!(block_layout(43), None);
+    }
+
+    #[test]
+    fn truncated_tensors_of_every_block_type_are_caught() {
+        for ty in (0..=42).filter(|&t| block_layout(t).is_some()) {
+            let (block, size) = block_layout(ty).unwrap();
+            let dims = [block * 4, 3];
+            let needed = usize::try_from(12 * size).unwrap();
+            let whole = one_tensor_file(ty, &dims, needed);
+            assert!(GgufHeader::read(&whole.0).is_ok(), "type {ty}");
+            let short = one_tensor_file(ty, &dims, needed - 1);
+            assert!(
+                matches!(GgufHeader::read(&short.0), Err(GgufError::Truncated { .. })),
+                "type {ty}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_types_and_overflowing_sizes_are_corrupt_not_panics() {
+        let unknown = one_tensor_file(200, &[32], 64);
+        assert!(matches!(
+            GgufHeader::read(&unknown.0),
+            Err(GgufError::Corrupt(_))
+        ));
+        let huge = one_tensor_file(0, &[u64::MAX / 2, 4], 64);
+        assert!(matches!(
+            GgufHeader::read(&huge.0),
+            Err(GgufError::Corrupt(_))
+        ));
+        assert_eq!(align(u64::MAX - 3, 32), None);
+        assert_eq!(align(33, 32), Some(64));
     }
 }

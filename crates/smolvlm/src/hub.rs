@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use self::cache::RepoCache;
+use self::error::not_cached_what;
 pub use self::error::HubError;
 use self::remote::{Failure, Remote, Sibling};
 use crate::model::ModelFiles;
-use crate::preset::FileSelector;
+use crate::preset::{FileSelector, Quantization};
 
 /// The public Hugging Face Hub.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -259,7 +260,9 @@ pub struct HubPair {
     pub revision: String,
     /// The commit it resolved to.
     pub commit: String,
-    /// The quantization asked for.
+    /// The quantization asked for, or the default one. A repo's only pair is
+    /// taken whatever its names carry (see [`FileSelector`]), so the files may
+    /// be of another quantization, or name none.
     pub quantization: String,
     /// The text model's name in the repo.
     pub model_file: String,
@@ -276,7 +279,7 @@ pub struct HubPair {
 pub(crate) struct PairRequest<'a> {
     pub repo: &'a str,
     pub revision: &'a str,
-    pub quantization: &'a str,
+    pub quantization: Quantization<'a>,
     pub selector: &'a FileSelector,
 }
 
@@ -329,9 +332,8 @@ pub(crate) fn fetch_pair(req: &PairRequest<'_>, options: &HubOptions) -> Result<
             .map_err(|miss| HubError::NoMatchingFile {
                 repo: req.repo.to_owned(),
                 revision: req.revision.to_owned(),
-                role: miss.role,
-                quantization: req.quantization.to_owned(),
-                available: miss.available,
+                quantization: req.quantization.name().to_owned(),
+                miss: Box::new(miss),
             })?;
     let sibling = |name: &str| {
         listing
@@ -349,7 +351,7 @@ pub(crate) fn fetch_pair(req: &PairRequest<'_>, options: &HubOptions) -> Result<
         repo: req.repo.to_owned(),
         revision: req.revision.to_owned(),
         commit: listing.sha.clone(),
-        quantization: req.quantization.to_owned(),
+        quantization: req.quantization.name().to_owned(),
         model_file: model_file.rfilename.clone(),
         mmproj_file: mmproj_file.rfilename.clone(),
         files: ModelFiles::new(model, mmproj),
@@ -392,7 +394,9 @@ fn get(
         })
 }
 
-/// Offline resolution: the revision's cached snapshot, files picked from what it holds.
+/// Offline resolution: the revision's cached snapshot, files picked from what
+/// it holds by the same rules as online. The snapshot holds only what was
+/// downloaded, so a default quantization takes its only pair, whichever that is.
 fn from_cache(
     req: &PairRequest<'_>,
     cache: &RepoCache,
@@ -401,7 +405,10 @@ fn from_cache(
     let not_cached = |what: String| HubError::NotCached {
         repo: req.repo.to_owned(),
         revision: req.revision.to_owned(),
-        quantization: req.quantization.to_owned(),
+        quantization: req
+            .quantization
+            .is_explicit()
+            .then(|| req.quantization.name().to_owned()),
         what,
         cache_dir: options.cache_dir().to_path_buf(),
     };
@@ -413,17 +420,12 @@ fn from_cache(
     let (model, mmproj) = req
         .selector
         .select(&names, req.quantization)
-        .map_err(|miss| {
-            not_cached(format!(
-                "the {} for quantization {}",
-                miss.role, req.quantization
-            ))
-        })?;
+        .map_err(|miss| not_cached(not_cached_what(&miss, req.quantization.name())))?;
     Ok(HubPair {
         repo: req.repo.to_owned(),
         revision: req.revision.to_owned(),
         commit: commit.clone(),
-        quantization: req.quantization.to_owned(),
+        quantization: req.quantization.name().to_owned(),
         model_file: model.to_owned(),
         mmproj_file: mmproj.to_owned(),
         files: ModelFiles::new(

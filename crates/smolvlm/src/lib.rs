@@ -43,13 +43,18 @@ mod session;
 mod source;
 mod text;
 
-pub use crate::error::{CaptionError, Error, FileRole, ImageError, LoadError, Result, Stage};
+pub use crate::error::{
+    kind_is_transient, CaptionError, Error, FileRole, ImageError, LoadError, Result, Stage,
+};
 pub use crate::generation::{CancelToken, GenerationOptions};
 pub use crate::hub::{DownloadEvent, HubError, HubOptions, HubPair, DEFAULT_ENDPOINT};
 pub use crate::image::ImageInput;
 pub use crate::model::{Model, ModelFiles, ModelInfo};
 pub use crate::options::{FlashAttention, KvCacheType, LoadOptions};
-pub use crate::preset::{FileSelector, NoMatch, Preset, DEFAULT_PRESET, DEFAULT_QUANTIZATION};
+pub use crate::preset::{
+    FileSelector, Miss, NoMatch, Preset, Quantization, RepoGgufs, DEFAULT_PRESET,
+    DEFAULT_QUANTIZATION,
+};
 pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
 pub use crate::session::{Caption, FinishReason, Session, Timings, TokenCount};
 pub use crate::source::{HubRepo, ModelSource, ResolvedModel};

@@ -240,12 +240,12 @@ impl Model {
     #[must_use]
     pub fn vision(&self) -> VisionParams {
         let meta = &self.inner.meta;
-        let merged_patch = meta.patch_size * meta.scale_factor;
+        let merged_patch = meta.patch_size.saturating_mul(meta.scale_factor);
         VisionParams {
             tile_size: meta.tile_size,
             longest_edge: meta.longest_edge,
             tokens_per_tile: meta.tokens_per_tile(),
-            pixels_per_token: merged_patch * merged_patch,
+            pixels_per_token: merged_patch.saturating_mul(merged_patch),
             max_tiles: self.inner.options.max_tiles(),
         }
     }

@@ -271,16 +271,17 @@ impl LoadOptions {
         self.context_size
     }
 
-    /// The decode batch size.
+    /// The decode batch size, as used: at most the context size (a batch
+    /// can never hold more tokens than the context).
     #[must_use]
     pub fn batch_size(&self) -> u32 {
-        self.batch_size
+        self.batch_size.min(self.context_size)
     }
 
     /// The text decoder's pass size (`n_ubatch`), as used: at most the batch size.
     #[must_use]
     pub fn ubatch_size(&self) -> u32 {
-        self.ubatch_size.min(self.batch_size)
+        self.ubatch_size.min(self.batch_size())
     }
 
     /// The flash attention setting.
@@ -396,6 +397,13 @@ mod tests {
                 .with_ubatch_size(512)
                 .ubatch_size(),
             64
+        );
+        let small_context = LoadOptions::default()
+            .with_context_size(1024)
+            .with_batch_size(2048);
+        assert_eq!(
+            (small_context.batch_size(), small_context.ubatch_size()),
+            (1024, 512)
         );
     }
 

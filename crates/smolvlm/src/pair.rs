@@ -24,8 +24,11 @@ pub(crate) struct PairMeta {
 impl PairMeta {
     /// Image tokens one tile costs: (tile / patch)² patches, merged s² to one.
     pub fn tokens_per_tile(&self) -> u32 {
-        let side = self.tile_size / self.patch_size.max(1);
-        (side * side) / (self.scale_factor * self.scale_factor).max(1)
+        // In u64: a hostile header must not overflow (the sizes are checked
+        // to divide evenly in `check_pair`, not bounded).
+        let side = u64::from(self.tile_size / self.patch_size.max(1));
+        let merge = u64::from(self.scale_factor).pow(2).max(1);
+        u32::try_from(side * side / merge).unwrap_or(u32::MAX)
     }
 }
 
@@ -122,11 +125,20 @@ pub(crate) fn check_pair(model: &Path, mmproj: &Path) -> Result<PairMeta, LoadEr
                 "clip.vision.projector.scale_factor (> 1)",
             )
         })?;
-    if tile_size == 0 || patch_size == 0 || tile_size % patch_size != 0 {
+    if tile_size == 0 || patch_size == 0 || !tile_size.is_multiple_of(patch_size) {
         return Err(missing(
             mmproj,
             FileRole::Mmproj,
             "a tile size that is a multiple of the patch size",
+        ));
+    }
+    // clip.cpp's pixel shuffle merges scale_factor² patches and asserts that
+    // the patch grid divides evenly.
+    if !(tile_size / patch_size).is_multiple_of(scale_factor) {
+        return Err(missing(
+            mmproj,
+            FileRole::Mmproj,
+            "a patch grid (image_size / patch_size) that the scale factor divides",
         ));
     }
 

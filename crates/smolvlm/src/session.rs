@@ -432,10 +432,15 @@ impl<'m> Session<'m> {
             }
             .into());
         }
-        if largest > self.n_batch as usize {
+        // mtmd splits an image chunk by n_batch, which a causal projector
+        // (idefics3, SmolVLM's) takes in any split. A non-causal one must
+        // see its whole image in one pass: llama.cpp asserts (aborts the
+        // process) unless the chunk fits one ubatch.
+        let one_pass = self.n_batch.min(self.ctx.n_ubatch());
+        if self.vision.decode_use_non_causal() && largest > one_pass as usize {
             return Err(CaptionError::BatchTooSmall {
                 tokens: largest,
-                n_batch: self.n_batch,
+                n_batch: one_pass,
             }
             .into());
         }

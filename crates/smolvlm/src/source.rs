@@ -9,7 +9,7 @@ use crate::hub::{fetch_pair, is_safe_name, HubError, HubOptions, HubPair, PairRe
 use crate::model::{Model, ModelFiles};
 use crate::options::LoadOptions;
 use crate::pair::check_pair;
-use crate::preset::{FileSelector, Preset, DEFAULT_PRESET, DEFAULT_QUANTIZATION};
+use crate::preset::{FileSelector, Preset, Quantization, DEFAULT_PRESET, DEFAULT_QUANTIZATION};
 
 /// The branch resolved when a source names none.
 const DEFAULT_REVISION: &str = "main";
@@ -74,7 +74,11 @@ impl HubRepo {
         self
     }
 
-    /// The quantization to pick, e.g. `Q8_0` or `f16` (default: the preset's, else `Q8_0`).
+    /// The quantization to pick, e.g. `Q8_0` or `f16` (default: the preset's,
+    /// else `Q8_0`). One given here is asked for by name
+    /// ([`crate::Quantization::Explicit`]): a repo whose only text model's
+    /// name carries another quantization is refused, where a default would
+    /// take it.
     #[must_use]
     pub fn with_quantization(mut self, quantization: impl Into<String>) -> Self {
         self.quantization = Some(quantization.into());
@@ -268,10 +272,14 @@ fn fetch(
     let request = PairRequest {
         repo: &repo.repo,
         revision: repo.revision().unwrap_or(DEFAULT_REVISION),
-        quantization: repo
-            .quantization()
-            .or(preset.map(|p| p.quantization.as_str()))
-            .unwrap_or(DEFAULT_QUANTIZATION),
+        quantization: repo.quantization().map_or_else(
+            || {
+                Quantization::Default(
+                    preset.map_or(DEFAULT_QUANTIZATION, |p| p.quantization.as_str()),
+                )
+            },
+            Quantization::Explicit,
+        ),
         selector: preset.map_or(&default_selector, |p| &p.files),
     };
     fetch_pair(&request, hub)

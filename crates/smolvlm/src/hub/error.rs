@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::FileRole;
+use crate::preset::{Miss, NoMatch};
 
 /// Resolving a model source to a local (model, mmproj) pair failed.
 ///
@@ -51,30 +52,32 @@ pub enum HubError {
         /// The HTTP status (401 or 403).
         status: u16,
     },
-    /// The repo listing has no file for one role of the pair.
-    #[error("{}", no_matching_file(repo, revision, *role, quantization, available))]
+    /// The repo listing holds no usable pair for the request (see
+    /// [`crate::FileSelector`] for the rules); the message lists what it holds.
+    #[error("{}", no_matching_file(repo, revision, quantization, miss))]
     NoMatchingFile {
         /// The repo id.
         repo: String,
         /// The revision listed.
         revision: String,
-        /// Which file is missing.
-        role: FileRole,
-        /// The quantization asked for.
+        /// The quantization asked for (or the default one).
         quantization: String,
-        /// What there is instead: quantizations for a model, file names for an mmproj.
-        available: Vec<String>,
+        /// What is missing, and the repo's GGUF files by kind (boxed to
+        /// keep the error small).
+        miss: Box<NoMatch>,
     },
     /// Offline, and what is needed is not in the cache.
-    #[error("offline, and {what} of '{repo}' (revision '{revision}') is not in the cache at '{}': run `smolvlm fetch {}` while online, or go online (unset HF_HUB_OFFLINE, drop --offline)", cache_dir.display(), fetch_hint(repo, revision, quantization))]
+    #[error("offline, and {what} of '{repo}' (revision '{revision}') is not in the cache at '{}': run `smolvlm fetch {}` while online, or go online (unset HF_HUB_OFFLINE, drop --offline)", cache_dir.display(), fetch_hint(repo, revision, quantization.as_deref()))]
     NotCached {
         /// The repo id.
         repo: String,
         /// The revision asked for.
         revision: String,
-        /// The quantization asked for.
-        quantization: String,
-        /// What is missing: "the revision", or a file's role and name.
+        /// The quantization asked for by name, if one was; the fetch hint
+        /// repeats it.
+        quantization: Option<String>,
+        /// What is missing: "the revision", or a file's role, with what the
+        /// cached snapshot holds.
         what: String,
         /// The cache directory searched.
         cache_dir: PathBuf,
@@ -178,37 +181,66 @@ impl HubError {
 }
 
 /// The `smolvlm fetch` argument that downloads what is missing.
-fn fetch_hint(repo: &str, revision: &str, quantization: &str) -> String {
-    let revision = if revision == "main" {
-        String::new()
-    } else {
-        format!("@{revision}")
-    };
-    format!("{repo}{revision}:{quantization}")
+fn fetch_hint(repo: &str, revision: &str, quantization: Option<&str>) -> String {
+    let mut hint = repo.to_owned();
+    if revision != "main" {
+        hint.push('@');
+        hint.push_str(revision);
+    }
+    if let Some(quantization) = quantization {
+        hint.push(':');
+        hint.push_str(quantization);
+    }
+    hint
 }
 
-fn no_matching_file(
-    repo: &str,
-    revision: &str,
-    role: FileRole,
-    quantization: &str,
-    available: &[String],
-) -> String {
-    match role {
-        FileRole::Model if available.is_empty() => format!(
-            "repository '{repo}' (revision '{revision}') has no text model GGUF file: it is not a GGUF model repo"
+fn no_matching_file(repo: &str, revision: &str, quantization: &str, miss: &NoMatch) -> String {
+    let at = format!("repository '{repo}' (revision '{revision}')");
+    let holds = &miss.ggufs;
+    match &miss.miss {
+        Miss::Missing(FileRole::Model) if !holds.splits.is_empty() => format!(
+            "{at} has its text model only as split GGUF parts, which are not supported; it holds {holds}: merge the parts with `llama-gguf-split --merge`, then pass the local files with --model and --mmproj"
         ),
-        FileRole::Model => format!(
-            "repository '{repo}' (revision '{revision}') has no text model GGUF for quantization {quantization}; it has {}: ask for one of them (e.g. {repo}:{})",
-            available.join(", "),
-            available.first().map_or("", String::as_str),
+        Miss::Missing(FileRole::Model) => format!(
+            "{at} has no text model GGUF file; it holds {holds}: it is not a GGUF model repo"
         ),
-        FileRole::Mmproj if available.is_empty() => format!(
-            "repository '{repo}' (revision '{revision}') has no mmproj GGUF file, so it cannot caption images: use a vision model repo, or pass local files with --mmproj"
+        Miss::Missing(FileRole::Mmproj) => format!(
+            "{at} has no mmproj GGUF file (a .gguf whose name starts with 'mmproj'), so it cannot caption images; it holds {holds}: use a vision model repo, or pass local files with --model and --mmproj"
         ),
-        FileRole::Mmproj => format!(
-            "repository '{repo}' (revision '{revision}') has no mmproj GGUF for quantization {quantization} or its fallbacks; it has {}: ask for a matching quantization, or pass local files with --mmproj",
-            available.join(", ")
+        Miss::NoQuantization {
+            role: FileRole::Model,
+            quantization,
+        } => {
+            let quants = holds.model_quantizations();
+            format!(
+                "{at} has several text model GGUFs and none is of quantization {quantization}; it holds {holds}: ask for one by the end of its name, one of {} (e.g. {repo}:{})",
+                quants.join(", "),
+                quants.first().map_or("", String::as_str),
+            )
+        }
+        Miss::NoQuantization {
+            role: FileRole::Mmproj,
+            quantization,
+        } => format!(
+            "{at} has several mmproj GGUFs and none is of quantization {quantization} or its fallbacks; it holds {holds}: ask for a matching quantization, or pass local files with --model and --mmproj"
+        ),
+        Miss::OtherQuantization { file, found } => format!(
+            "{at} has one text model, '{file}', and it is of quantization {found}, not {quantization}; it holds {holds}: ask for {repo}:{found}, or name no quantization"
         ),
     }
+}
+
+/// The `what` of [`HubError::NotCached`] when the cached snapshot holds no
+/// pair for the request.
+pub(crate) fn not_cached_what(miss: &NoMatch, quantization: &str) -> String {
+    let what = match &miss.miss {
+        Miss::Missing(role) => format!("the {role} GGUF"),
+        Miss::NoQuantization { role, quantization } => {
+            format!("the {role} for quantization {quantization}")
+        }
+        Miss::OtherQuantization { .. } => {
+            format!("the text model for quantization {quantization}")
+        }
+    };
+    format!("{what} (the cached snapshot holds {})", miss.ggufs)
 }

@@ -8,6 +8,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 use crate::error::ImageError;
+use crate::image::jpeg::{describe_trailer, primary_end, JpegEnd};
 use crate::image::ImageOptions;
 
 /// Limits checked against an image's header before its pixels are decoded,
@@ -72,12 +73,13 @@ pub(crate) fn decode(
     let format = image::guess_format(src.bytes).map_err(|_| ImageError::UnknownFormat {
         origin: (src.origin)(),
     })?;
-    // JPEG decoders fill a truncated scan with grey instead of failing.
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(src.bytes) {
-        return Err(ImageError::Truncated {
-            origin: (src.origin)(),
-        });
-    }
+    let primary;
+    let src = if format == ImageFormat::Jpeg {
+        primary = jpeg_primary(src)?;
+        &primary
+    } else {
+        src
+    };
     if format == ImageFormat::Jpeg && options.fast_jpeg {
         if let Some(target) = target {
             if let Some(decoded) = decode_jpeg_scaled(src, &options.limits, target)? {
@@ -184,14 +186,36 @@ fn decode_jpeg_scaled(
     }))
 }
 
-/// Whether the last scan (SOS marker) is followed by an end-of-image marker.
-/// Entropy-coded data never holds `FF D9` (0xFF is stuffed as `FF 00`), and
-/// an EXIF thumbnail's markers all come before the main image's scan.
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let marker = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
-    match (marker(0xDA), marker(0xD9)) {
-        (Some(sos), Some(eoi)) => eoi > sos,
-        _ => false,
+/// The primary image of a JPEG: the bytes up to its end-of-image marker.
+/// What follows (a Motion Photo's MP4, an Ultra HDR gain map) is logged and
+/// left out, so that the decoders see the primary image alone.
+///
+/// JPEG decoders fill a truncated scan with grey instead of failing, so a
+/// primary image that ends early is refused here as truncated.
+fn jpeg_primary<'a>(src: &Source<'a>) -> Result<Source<'a>, ImageError> {
+    match primary_end(src.bytes) {
+        JpegEnd::Complete(end) => {
+            let (primary, trailer) = src.bytes.split_at(end.min(src.bytes.len()));
+            if !trailer.is_empty() {
+                tracing::debug!(
+                    origin = %(src.origin)(),
+                    "{}",
+                    describe_trailer(trailer)
+                );
+            }
+            Ok(Source {
+                bytes: primary,
+                origin: src.origin,
+            })
+        }
+        JpegEnd::Truncated => Err(ImageError::Truncated {
+            origin: (src.origin)(),
+        }),
+        // The decoder says what is wrong in its own words.
+        JpegEnd::Malformed => Ok(Source {
+            bytes: src.bytes,
+            origin: src.origin,
+        }),
     }
 }
 

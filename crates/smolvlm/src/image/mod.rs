@@ -18,6 +18,7 @@
 
 mod decode;
 mod input;
+mod jpeg;
 mod plan;
 mod resize;
 mod trim;
