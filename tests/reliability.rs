@@ -549,14 +549,16 @@ fn mutated_images_give_prepared_images_or_typed_errors() {
     }
 }
 
-/// Replays the inputs `cargo fuzz` once broke the image path with (none
-/// so far; see fuzz/README.md for how one is added).
+/// Replays the inputs that once broke the image path (see
+/// fuzz/regressions/README.md for why each is there). The corpus must exist
+/// and hold something: a replay of nothing would pass without testing.
 #[test]
 fn inputs_the_fuzzer_found_stay_fixed() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/prepare");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the regression corpus {}: {e}", dir.display()))
+        .collect();
+    assert!(!entries.is_empty(), "{} is empty", dir.display());
     for entry in entries {
         let path = entry.unwrap().path();
         check_or_keep(
