@@ -49,10 +49,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use image::ImageFormat;
-use smolvlm::{LoadOptions, Model, ModelFiles, Timings};
+use smolvlm::{LoadOptions, Model, ModelFiles};
 use smolvlm_testkit::RealShape;
 
-use util::{greedy, median, ms, ratio, real_mmproj_type, real_shape, skip, ImageFile, PROMPT};
+use util::{
+    greedy, median, ms, ratio, real_mmproj_type, real_shape, skip, ImageFile, Samples, Stage,
+    PROMPT,
+};
 
 /// Tokens generated per caption.
 const TOKENS: u32 = 16;
@@ -257,59 +260,50 @@ fn stages(model: &Model, out: &mut String) {
     let images = photos(3);
     let mut session = model.session().expect("session");
     let options = greedy(TOKENS);
-    let mut timings: Vec<Timings> = Vec::new();
     session
         .caption(images[0].path.as_path(), PROMPT, &options)
         .expect("warm-up caption");
+    let mut captions = Samples::default();
     for _ in 0..samples() {
         for image in &images {
+            let started = Instant::now();
             let caption = session
                 .caption(image.path.as_path(), PROMPT, &options)
                 .expect("caption");
-            timings.push(caption.timings);
+            captions.push(caption.timings, started.elapsed());
         }
     }
-    let pick = |f: &dyn Fn(&Timings) -> Duration| {
-        let mut v: Vec<Duration> = timings.iter().map(f).collect();
-        median(&mut v)
-    };
-    let total = pick(&|t| t.total);
-    let engine = pick(&|t| t.encode + t.prefill + t.generate);
-    let outside = {
-        let mut shares: Vec<f64> = timings
-            .iter()
-            .map(|t| {
-                t.total
-                    .saturating_sub(t.encode + t.prefill + t.generate)
-                    .as_secs_f64()
-                    / t.total.as_secs_f64().max(f64::MIN_POSITIVE)
-            })
-            .collect();
-        shares.sort_unstable_by(f64::total_cmp);
-        shares.get(shares.len() / 2).copied().unwrap_or(0.0)
-    };
     let _ = writeln!(
         out,
         "\nA warm caption at --max-tiles 1 (library timings, median of {} captions, ms)\n",
-        timings.len()
+        captions.len()
     );
     let _ = writeln!(out, "| stage | ms |");
     let _ = writeln!(out, "|---|---:|");
     for (name, d) in [
-        ("decode + resize", pick(&|t| t.decode + t.resize)),
-        ("tokenize", pick(&|t| t.tokenize)),
-        ("vision encode (2 tiles: 1 + overview)", pick(&|t| t.encode)),
-        ("prefill (text + image embeddings)", pick(&|t| t.prefill)),
-        ("generate", pick(&|t| t.generate)),
-        ("whole caption", total),
+        (
+            "decode + resize",
+            captions.median_of(|t| t.decode + t.resize),
+        ),
+        ("tokenize", captions.median_of(|t| t.tokenize)),
+        (
+            "vision encode (2 tiles: 1 + overview)",
+            captions.median(Stage::Encode),
+        ),
+        (
+            "prefill (text + image embeddings)",
+            captions.median(Stage::Prefill),
+        ),
+        ("generate", captions.median(Stage::Generate)),
+        ("whole caption", captions.median(Stage::Total)),
     ] {
         let _ = writeln!(out, "| {name} | {} |", ms(d));
     }
     let _ = writeln!(
         out,
         "\nEngine (encode + prefill + generate): {} ms; time outside it: {:.2}% of a caption.",
-        ms(engine),
-        outside * 100.0
+        ms(captions.median_of(|t| t.encode + t.prefill + t.generate)),
+        captions.overhead() * 100.0
     );
 }
 
@@ -364,7 +358,7 @@ fn throughput(files: &ModelFiles, out: &mut String) {
 }
 
 /// Table 5: the engine settings, each against the defaults, at --max-tiles 4
-/// (5 encodes, about 340 prompt tokens) so the text decoder's share shows.
+/// (a 4:3 photo gets a 2×1 grid: 3 encodes, about 210 prompt tokens).
 fn engine_settings(files: &ModelFiles, threads: u32, out: &mut String) {
     use smolvlm::{FlashAttention, KvCacheType};
     let photo = &photos(1)[0];
@@ -395,7 +389,7 @@ fn engine_settings(files: &ModelFiles, threads: u32, out: &mut String) {
     ];
     let _ = writeln!(
         out,
-        "\nEngine settings: one 4:3 photo at --max-tiles 4 (4 tiles + overview), {threads} threads, warm (median of {} captions, ms)\n",
+        "\nEngine settings: one 4:3 photo at --max-tiles 4 (a 2×1 grid + overview), {threads} threads, warm (median of {} captions, ms)\n",
         samples()
     );
     let _ = writeln!(
@@ -411,26 +405,21 @@ fn engine_settings(files: &ModelFiles, threads: u32, out: &mut String) {
             .expect("caption")
             .timings
             .total;
-        let mut t: Vec<Timings> = Vec::new();
+        let mut captions = Samples::default();
         for _ in 0..samples() {
-            t.push(
-                session
-                    .caption(photo.path.as_path(), PROMPT, &options)
-                    .expect("caption")
-                    .timings,
-            );
+            let started = Instant::now();
+            let caption = session
+                .caption(photo.path.as_path(), PROMPT, &options)
+                .expect("caption");
+            captions.push(caption.timings, started.elapsed());
         }
-        let pick = |f: &dyn Fn(&Timings) -> Duration| {
-            let mut v: Vec<Duration> = t.iter().map(f).collect();
-            median(&mut v)
-        };
         let _ = writeln!(
             out,
             "| {name} | {} | {} | {} | {} | {} |",
-            ms(pick(&|t| t.encode)),
-            ms(pick(&|t| t.prefill)),
-            ms(pick(&|t| t.generate)),
-            ms(pick(&|t| t.total)),
+            ms(captions.median(Stage::Encode)),
+            ms(captions.median(Stage::Prefill)),
+            ms(captions.median(Stage::Generate)),
+            ms(captions.median(Stage::Total)),
             ms(first),
         );
     }

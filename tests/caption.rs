@@ -4,7 +4,10 @@ use smolvlm::{FinishReason, LoadOptions, Prompt};
 use smolvlm_testkit::images::{gradient, noise, write_png};
 use smolvlm_testkit::TinyModelSpec;
 
-use crate::util::{files_with, greedy, load, model, TempDir, MAX_TOKENS, MTMD_CLI_PROMPT};
+use crate::util::{
+    assert_captions_like_a_fresh_session, files_with, greedy, load, model, TempDir, MAX_TOKENS,
+    MTMD_CLI_PROMPT,
+};
 
 /// The grid mtmd's idefics3 preprocessor cuts an image into, for the tiny
 /// model's 64-px tiles and 256-px longest edge (mtmd-image.cpp).
@@ -126,15 +129,7 @@ fn a_session_in_a_row_equals_fresh_sessions() {
     let images = [gradient(640, 480), noise(300, 900, 1), gradient(64, 64)];
     let mut reused = model().session().unwrap();
     for img in &images {
-        let in_row = reused
-            .caption(img, "Describe this image.", &greedy())
-            .unwrap();
-        let fresh = model()
-            .session()
-            .unwrap()
-            .caption(img, "Describe this image.", &greedy())
-            .unwrap();
-        assert_eq!(in_row.tokens, fresh.tokens);
+        assert_captions_like_a_fresh_session(&mut reused, img);
     }
 }
 

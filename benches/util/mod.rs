@@ -394,7 +394,12 @@ impl Samples {
 
     /// The median of one stage.
     pub fn median(&self, stage: Stage) -> Duration {
-        let mut v: Vec<_> = self.timings.iter().map(|t| stage.of(t)).collect();
+        self.median_of(|t| stage.of(t))
+    }
+
+    /// The median of any figure drawn from the timings.
+    pub fn median_of(&self, f: impl Fn(&Timings) -> Duration) -> Duration {
+        let mut v: Vec<_> = self.timings.iter().map(f).collect();
         median(&mut v)
     }
 

@@ -3,13 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::ffi::CString;
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
 
+use common::backend;
 use image::RgbImage;
 use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
@@ -19,26 +20,12 @@ use llama_cpp_2::mtmd::{
 };
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 use smolvlm_testkit::vocab::{self, Vocab};
 use smolvlm_testkit::{images, tiny_model, tiny_model_with, TinyModel, TinyModelSpec};
 
 /// Tokens generated per caption: enough to show the image steers the output.
 const N_GENERATE: usize = 16;
 const N_BATCH: u32 = 512;
-
-/// llama.cpp's backend may be initialised only once per process.
-fn backend() -> &'static LlamaBackend {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    BACKEND.get_or_init(|| {
-        // llama.cpp and mtmd log every load and image slice to stderr; silence
-        // them unless SMOLVLM_TESTKIT_LOGS is set to debug a failing load.
-        if std::env::var_os("SMOLVLM_TESTKIT_LOGS").is_none() {
-            send_logs_to_tracing(LogOptions::default().with_logs_enabled(false));
-        }
-        LlamaBackend::init().expect("llama backend init")
-    })
-}
 
 fn load_model(pair: &TinyModel) -> LlamaModel {
     LlamaModel::load_from_file(backend(), &pair.model, &LlamaModelParams::default())

@@ -8,11 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::ffi::CString;
 use std::fs;
-use std::sync::OnceLock;
 
-use llama_cpp_2::llama_backend::LlamaBackend;
+use common::backend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::{
@@ -20,23 +21,10 @@ use llama_cpp_2::mtmd::{
     MtmdInputText,
 };
 use llama_cpp_2::token::LlamaToken;
-use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 use smolvlm_testkit::real::vocab::{self, row_col_token};
 use smolvlm_testkit::{
     cache_dir, images, real_model, ProjectorType, RealShape, TinyModel, TinyModelSpec,
 };
-
-/// llama.cpp's backend may be initialised only once per process.
-fn backend() -> &'static LlamaBackend {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    BACKEND.get_or_init(|| {
-        // Silence llama.cpp's load logs unless SMOLVLM_TESTKIT_LOGS is set.
-        if std::env::var_os("SMOLVLM_TESTKIT_LOGS").is_none() {
-            send_logs_to_tracing(LogOptions::default().with_logs_enabled(false));
-        }
-        LlamaBackend::init().expect("llama backend init")
-    })
-}
 
 fn load_model(pair: &TinyModel) -> LlamaModel {
     LlamaModel::load_from_file(backend(), &pair.model, &LlamaModelParams::default())
