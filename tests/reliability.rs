@@ -25,6 +25,8 @@ use crate::util::{files, greedy, load, TempDir};
 mod check;
 #[path = "../fuzz/src/seeds.rs"]
 mod seeds;
+#[path = "../fuzz/src/session_check.rs"]
+mod session_check;
 
 /// Set (to `1`) on the child process that runs a memory test alone.
 const CHILD_ENV: &str = "SMOLVLM_RELIABILITY_CHILD";
@@ -568,17 +570,151 @@ fn inputs_the_fuzzer_found_stay_fixed() {
     }
 }
 
-/// Writes the seed corpus for `cargo fuzz run prepare` (see fuzz/README.md).
+/// Writes the seed corpora for `cargo fuzz run prepare` and `session` (see
+/// fuzz/README.md).
 #[test]
-#[ignore = "writes fuzz/corpus/prepare; run it by name before fuzzing"]
+#[ignore = "writes fuzz/corpus/{prepare,session}; run it by name before fuzzing"]
 fn write_the_fuzz_seed_corpus() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/prepare");
-    std::fs::create_dir_all(&dir).unwrap();
-    let seeds = seeds::seeds();
-    for (name, bytes) in &seeds {
-        std::fs::write(dir.join(name), bytes).unwrap();
+    for (target, seeds) in [
+        ("prepare", seeds::seeds()),
+        ("session", seeds::session_seeds()),
+    ] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in &seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        eprintln!("{} seeds in {}", seeds.len(), dir.display());
     }
-    eprintln!("{} seeds in {}", seeds.len(), dir.display());
+}
+
+// ---------------------------------------------------------------------------
+// Whole sessions under mutated inputs (the `session` fuzz target's check).
+
+/// Runs the session fuzz target's check on `data`; on a panic, keeps the
+/// input under `target/` and fails naming it.
+fn check_session_or_keep(
+    session: &mut smolvlm::Session<'_>,
+    data: &[u8],
+    what: &str,
+) -> Option<Result<usize, &'static str>> {
+    match catch_unwind(AssertUnwindSafe(|| session_check::check(session, data))) {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability-crashes");
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("{what}.session.bin"));
+            std::fs::write(&path, data).unwrap();
+            panic!("{what} broke a session; input kept in {}", path.display());
+        }
+    }
+}
+
+/// The seeds are what they claim: good images with good prompts caption,
+/// and each bad file or prompt fails with its own error kind, the same from
+/// `tokenize` and `caption`.
+#[test]
+fn session_seeds_caption_or_fail_with_their_kinds() {
+    let mut session = session_check::model().session().unwrap();
+    let seeds = seeds::session_seeds();
+    let outcome = |session: &mut smolvlm::Session<'_>, name: &str| {
+        let (_, data) = seeds
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no seed {name}"));
+        check_session_or_keep(session, data, name).unwrap()
+    };
+    for (name, expected) in [
+        ("prompt-0.session", Ok(())),
+        ("prompt-1.session", Ok(())),
+        ("prompt-2.session", Err("marker")),
+        ("prompt-3.session", Err("marker")),
+        // User text holding the marker renders a prompt with two.
+        ("prompt-5.session", Err("marker")),
+        ("prompt-6.session", Err("nul_in_prompt")),
+        ("prompt-7.session", Ok(())),
+        ("cut-1-loader-0.session", Err("image_truncated")),
+        ("cut-1-loader-2.session", Err("image_mtmd_load")),
+        ("junk-png-loader-0.session", Err("image_decode")),
+        ("junk-png-loader-2.session", Err("image_mtmd_load")),
+        ("huge-png-loader-0.session", Err("image_too_large")),
+        ("huge-png-loader-2.session", Err("image_mtmd_load")),
+        ("empty-loader-0.session", Err("image_no_data")),
+        ("empty-loader-2.session", Err("image_mtmd_load")),
+    ] {
+        let got = outcome(&mut session, name).map(|_| ());
+        assert_eq!(got, expected, "{name}");
+    }
+    // The image seeds come first, each with prompt `i % 8`: with a good
+    // prompt each captions, through mtmd's loader too where stb_image reads
+    // the format.
+    let good_prompts = [0, 1, 4, 7];
+    let stb_reads = ["png", "jpg", "gif", "bmp"];
+    let mut captioned = 0;
+    for (i, (name, data)) in seeds.iter().take(seeds::seeds().len()).enumerate() {
+        let mtmd_loader = data[0] & 0b10 != 0;
+        let ext = name
+            .trim_end_matches(".session")
+            .rsplit('.')
+            .next()
+            .unwrap();
+        if good_prompts.contains(&(i % seeds::SESSION_PROMPTS.len()))
+            && (!mtmd_loader || stb_reads.contains(&ext))
+        {
+            let got = check_session_or_keep(&mut session, data, name).unwrap();
+            assert!(got.is_ok(), "{name}: {got:?}");
+            captioned += 1;
+        }
+    }
+    assert!(captioned >= 20, "only {captioned} image seeds checked");
+}
+
+/// The `session` fuzz target on stable Rust: every seed, then seeded
+/// mutations of them (prompt and image bytes alike); afterwards the session
+/// still captions as a fresh one does.
+#[test]
+fn mutated_inputs_through_a_session_give_captions_or_typed_errors() {
+    let mut session = session_check::model().session().unwrap();
+    let seeds = seeds::session_seeds();
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    for (name, data) in &seeds {
+        check_session_or_keep(&mut session, data, &format!("seed-{name}"));
+    }
+    let n = count(300, 20_000);
+    let mut rng = Rng(0x5E55);
+    for i in 0..n {
+        let (name, seed) = &seeds[rng.below(seeds.len())];
+        let mut data = seed.clone();
+        for _ in 0..=rng.below(4) {
+            mutate(&mut rng, &mut data);
+        }
+        let outcome =
+            check_session_or_keep(&mut session, &data, &format!("mutation-{i}-of-{name}"));
+        if let Some(outcome) = outcome {
+            *kinds
+                .entry(outcome.err().unwrap_or("captioned"))
+                .or_default() += 1;
+        }
+    }
+    eprintln!("reliability: {n} mutated session inputs: {kinds:?}");
+    assert!(
+        kinds.get("captioned").copied().unwrap_or(0) > n / 10,
+        "{kinds:?}"
+    );
+    let img = gradient(96, 64);
+    let options = greedy();
+    session.set_image_options(smolvlm::image::ImageOptions::default());
+    let after = session
+        .caption(&img, "Describe this image.", &options)
+        .unwrap();
+    let fresh = session_check::model()
+        .session()
+        .unwrap()
+        .caption(&img, "Describe this image.", &options)
+        .unwrap();
+    assert_eq!(after.tokens, fresh.tokens);
 }
 
 #[test]
