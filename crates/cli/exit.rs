@@ -1,4 +1,4 @@
-//! The exit codes, documented in the README.
+//! The exit codes, documented in `smolvlm caption --help` (`help.rs`).
 
 use std::process::ExitCode;
 

@@ -2,11 +2,13 @@
 //!
 //! Exit codes: 0 every image captioned; 1 at least one image failed (the
 //! others were captioned); 2 bad usage, config or model, or records could not
-//! be written; 130 interrupted (re-run to resume). See the README.
+//! be written; 130 interrupted (re-run to resume). `smolvlm caption --help`
+//! (the texts in `help.rs`) is the reference.
 
 mod args;
 mod config;
 mod exit;
+mod help;
 mod info;
 mod inputs;
 mod ledger;

@@ -1,5 +1,7 @@
 //! Run SmolVLM vision-language models inside your process through
-//! llama.cpp's `mtmd` multimodal API: no server, no port, no HTTP.
+//! llama.cpp's `mtmd` multimodal API: no server, no port, no HTTP and no
+//! JPEG round-trip. The model is loaded once, and images go to mtmd as raw
+//! RGB.
 //!
 //! Load a (model, mmproj) GGUF pair once as a [`Model`] (cheap to clone,
 //! `Send + Sync`), open one [`Session`] per worker thread, and caption:
@@ -18,15 +20,15 @@
 //! # Ok::<(), smolvlm::Error>(())
 //! ```
 //!
-//! A model can also be named by preset or Hugging Face Hub repo
-//! ([`Model::from_pretrained`], [`ModelSource`], [`HubOptions`]): it is
-//! downloaded once into the standard Hugging Face cache and verified before
-//! use, and works offline from there.
+//! Where to read on:
+//! - the sections below: loading, the types, prompts, cancellation,
+//!   logging, GPU builds and the limitations;
+//! - [`guide::models`]: presets, Hub repos, the cache, offline use and the
+//!   pair checks;
+//! - [`image`]: how an image is decoded, planned into tiles and resized
+//!   before mtmd sees it, and the token budget.
 //!
-//! The library never prints and installs no subscriber: stages emit
-//! `tracing` spans (`load`, `caption`, `prepare`, `tokenize`, `prefill`,
-//! `generate`) and llama.cpp's own log is routed into `tracing`, silent
-//! unless the application enables it.
+#![doc = include_str!("../docs/library.md")]
 #![deny(missing_docs)]
 
 mod error;
@@ -58,6 +60,12 @@ pub use crate::preset::{
 pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
 pub use crate::session::{Caption, FinishReason, Session, Timings, TokenCount};
 pub use crate::source::{HubRepo, ModelSource, ResolvedModel};
+
+/// Reference pages that are prose, not code.
+pub mod guide {
+    #[doc = include_str!("../docs/models.md")]
+    pub mod models {}
+}
 
 /// Compiles the README's Rust examples as doctests, so they stay true.
 #[doc = include_str!("../../../README.md")]

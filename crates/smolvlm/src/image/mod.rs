@@ -15,6 +15,7 @@
 //! assert_eq!(prepared.plan().tiles(), 12);
 //! # Ok::<(), smolvlm::ImageError>(())
 //! ```
+#![doc = include_str!("../../docs/image.md")]
 
 mod decode;
 mod input;
@@ -87,8 +88,8 @@ impl ImageOptions {
     }
 
     /// Decode large JPEGs at 1/2, 1/4 or 1/8 scale in the DCT domain when the
-    /// planned size allows it (default on; see the README for the measured
-    /// speed and pixel difference).
+    /// planned size allows it (default on; see the [module docs](self) for
+    /// the measured pixel difference).
     #[must_use]
     pub fn with_fast_jpeg(mut self, on: bool) -> Self {
         self.fast_jpeg = on;
