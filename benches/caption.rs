@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
     ];
     let mut report = String::new();
     for image in &images {
-        let caption = |s: &mut Session<'_>| {
+        let caption = |s: &mut Session| {
             s.caption(black_box(image.path.as_path()), PROMPT, &options)
                 .expect("caption")
         };

@@ -186,7 +186,7 @@ fn stop_string_ends_the_caption_before_it() {
 fn sampling_with_a_seed_is_reproducible_and_seed_dependent() {
     let mut session = model().session().unwrap();
     let img = gradient(640, 480);
-    let sampled = |session: &mut smolvlm::Session<'_>, seed| {
+    let sampled = |session: &mut smolvlm::Session, seed| {
         let options = greedy()
             .with_temperature(1.5)
             .with_top_k(40)

@@ -596,7 +596,7 @@ fn write_the_fuzz_seed_corpus() {
 /// Runs the session fuzz target's check on `data`; on a panic, keeps the
 /// input under `target/` and fails naming it.
 fn check_session_or_keep(
-    session: &mut smolvlm::Session<'_>,
+    session: &mut smolvlm::Session,
     data: &[u8],
     what: &str,
 ) -> Option<Result<usize, &'static str>> {
@@ -619,7 +619,7 @@ fn check_session_or_keep(
 fn session_seeds_caption_or_fail_with_their_kinds() {
     let mut session = session_check::model().session().unwrap();
     let seeds = seeds::session_seeds();
-    let outcome = |session: &mut smolvlm::Session<'_>, name: &str| {
+    let outcome = |session: &mut smolvlm::Session, name: &str| {
         let (_, data) = seeds
             .iter()
             .find(|(n, _)| n == name)

@@ -50,7 +50,7 @@ pub fn greedy() -> GenerationOptions {
 
 /// A session of [`model`], after an error or any other use, must caption
 /// exactly as a fresh one does.
-pub fn assert_captions_like_a_fresh_session(session: &mut Session<'_>, img: &image::RgbImage) {
+pub fn assert_captions_like_a_fresh_session(session: &mut Session, img: &image::RgbImage) {
     let after = session
         .caption(img, "Describe this image.", &greedy())
         .unwrap();

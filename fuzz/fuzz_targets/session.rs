@@ -10,7 +10,7 @@ mod session_check;
 use std::cell::RefCell;
 
 thread_local! {
-    static SESSION: RefCell<smolvlm::Session<'static>> = RefCell::new(
+    static SESSION: RefCell<smolvlm::Session> = RefCell::new(
         session_check::model()
             .session()
             .unwrap_or_else(|e| panic!("no session of the tiny model: {e}")),

@@ -113,7 +113,7 @@ impl std::fmt::Debug for Input<'_> {
 /// the input, on a broken promise. Returns `Ok` and the caption's token
 /// count, or the error's [`kind`](Error::kind); `None` for an input too
 /// short to parse.
-pub fn check(session: &mut Session<'_>, data: &[u8]) -> Option<Result<usize, &'static str>> {
+pub fn check(session: &mut Session, data: &[u8]) -> Option<Result<usize, &'static str>> {
     let input = Input::parse(data)?;
     session.set_image_options(input.options.clone());
     let image = ImageInput::Bytes(input.image);

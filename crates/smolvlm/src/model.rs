@@ -195,7 +195,7 @@ impl Model {
     ///
     /// [`Error::Session`] if llama.cpp cannot allocate the context, and
     /// [`LoadError::ProjectorLoad`] if a new vision encoder cannot be made.
-    pub fn session(&self) -> Result<Session<'_>> {
+    pub fn session(&self) -> Result<Session> {
         Session::new(self)
     }
 

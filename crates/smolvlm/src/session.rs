@@ -95,9 +95,24 @@ pub struct TokenCount {
 }
 
 /// One worker's engine state: a llama context (its KV cache) and a vision
-/// encoder of its own. It borrows its [`Model`], and it is neither `Send` nor
-/// `Sync`: the compiler keeps it on the thread that opened it. Open one per
-/// thread; they share the model's text weights.
+/// encoder of its own, with a handle to its [`Model`] (a cheap clone), so it
+/// has no lifetime: keep it in an app's state, next to the model or without
+/// it, or move it to a worker thread. Open one per thread that captions at
+/// once; they share the model's weights.
+///
+/// A session is `Send` (it may move between threads) but not `Sync` (one
+/// thread uses it at a time, through `&mut`); a [`Model`] is both. The
+/// compiler checks both:
+///
+/// ```
+/// fn send<T: Send + 'static>() {}
+/// send::<smolvlm::Session>();
+/// ```
+///
+/// ```compile_fail
+/// fn sync<T: Sync>() {}
+/// sync::<smolvlm::Session>();
+/// ```
 ///
 /// Sessions that run at once never wait on one another, and each runs on
 /// [`LoadOptions::threads`](crate::LoadOptions::threads) cores: split the
@@ -105,22 +120,40 @@ pub struct TokenCount {
 ///
 /// A session captions any number of images in a row; every caption starts
 /// from an empty KV cache, so its result equals a fresh session's.
-pub struct Session<'m> {
-    model: &'m Model,
+pub struct Session {
+    model: Model,
     preprocessor: Preprocessor,
     image_options: ImageOptions,
     // Given back to the model on drop; it is never used after that.
     vision: ManuallyDrop<MtmdContext>,
-    ctx: LlamaContext<'m>,
+    text: TextContext,
     batch: LlamaBatch<'static>,
     n_batch: u32,
     piece: Vec<u8>,
 }
 
-impl std::fmt::Debug for Session<'_> {
+// Pinned at compile time: sessions move between threads, models are shared.
+const _: () = {
+    const fn send<T: Send + 'static>() {}
+    const fn send_sync<T: Send + Sync + 'static>() {}
+    send::<Session>();
+    send_sync::<Model>();
+};
+
+self_cell::self_cell!(
+    /// The text decoder's context (its KV cache), with the model it borrows:
+    /// a session owns both, so it has no lifetime and can live anywhere.
+    struct TextContext {
+        owner: Model,
+        #[covariant]
+        dependent: LlamaContext,
+    }
+);
+
+impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("n_ctx", &self.ctx.n_ctx())
+            .field("n_ctx", &self.ctx().n_ctx())
             .field("n_batch", &self.n_batch)
             .finish_non_exhaustive()
     }
@@ -134,25 +167,27 @@ struct Tokenized {
     tiles: usize,
 }
 
-impl<'m> Session<'m> {
-    pub(crate) fn new(model: &'m Model) -> Result<Self> {
+impl Session {
+    pub(crate) fn new(model: &Model) -> Result<Self> {
         let options = model.options();
         let (n_ctx, n_batch) = (options.context_size(), options.batch_size());
         let backend = crate::model::backend()?;
-        let ctx = {
+        let text = {
             let _guard = model.context_lock();
-            model
-                .llama()
-                .new_context(backend, options.context_params())
-                .map_err(|_| Error::Session { n_ctx, n_batch })?
+            TextContext::try_new(model.clone(), |model| {
+                model
+                    .llama()
+                    .new_context(backend, options.context_params())
+                    .map_err(|_| Error::Session { n_ctx, n_batch })
+            })?
         };
         let vision = model.take_vision()?;
         let mut session = Self {
-            model,
+            model: model.clone(),
             preprocessor: model.preprocessor(ImageOptions::default()),
             image_options: ImageOptions::default(),
             vision: ManuallyDrop::new(vision),
-            ctx,
+            text,
             batch: LlamaBatch::new(n_batch as usize, 1),
             n_batch,
             piece: Vec::new(),
@@ -178,8 +213,10 @@ impl<'m> Session<'m> {
                 code: -1,
             })?;
         self.decode(Stage::Prefill)?;
-        self.ctx.clear_kv_cache();
-        self.ctx.reset_timings();
+        self.text.with_dependent_mut(|_, ctx| {
+            ctx.clear_kv_cache();
+            ctx.reset_timings();
+        });
         tracing::debug!(elapsed = ?started.elapsed(), "session warmed up");
         Ok(())
     }
@@ -235,7 +272,7 @@ impl<'m> Session<'m> {
             self.tokenize_input(image.into(), prompt.into(), &watchdog, &mut timings)?;
 
         // Whatever a previous (possibly failed) caption left behind goes now.
-        self.ctx.clear_kv_cache();
+        self.text.with_dependent_mut(|_, ctx| ctx.clear_kv_cache());
         let n_past = self.prefill(&tokenized, &watchdog, &mut timings)?;
 
         let t = Instant::now();
@@ -422,7 +459,7 @@ impl<'m> Session<'m> {
             }
         }
         let tokens = chunks.total_tokens() + tail.len();
-        let n_ctx = self.ctx.n_ctx();
+        let n_ctx = self.ctx().n_ctx();
         // One slot must stay free for the first generated token.
         if tokens >= n_ctx as usize {
             return Err(CaptionError::PromptTooLong {
@@ -436,7 +473,7 @@ impl<'m> Session<'m> {
         // (idefics3, SmolVLM's) takes in any split. A non-causal one must
         // see its whole image in one pass: llama.cpp asserts (aborts the
         // process) unless the chunk fits one ubatch.
-        let one_pass = self.n_batch.min(self.ctx.n_ubatch());
+        let one_pass = self.n_batch.min(self.ctx().n_ubatch());
         if self.vision.decode_use_non_causal() && largest > one_pass as usize {
             return Err(CaptionError::BatchTooSmall {
                 tokens: largest,
@@ -468,23 +505,24 @@ impl<'m> Session<'m> {
         // which encodes each tile and decodes its embeddings. llama.cpp's
         // decode timers (batches and single tokens) tell how much of that
         // was the text decoder; the rest is the vision encoder.
-        self.ctx.reset_timings();
-        let n_past = tokenized
-            .chunks
-            .eval_chunks(
-                &mut self.vision,
-                &mut self.ctx,
+        let (vision, n_batch) = (&mut self.vision, self.n_batch);
+        let n_past = self.text.with_dependent_mut(|_, ctx| {
+            ctx.reset_timings();
+            tokenized.chunks.eval_chunks(
+                vision,
+                ctx,
                 0,
                 0,
-                i32::try_from(self.n_batch).unwrap_or(i32::MAX),
+                i32::try_from(n_batch).unwrap_or(i32::MAX),
                 tokenized.tail.is_empty(),
             )
-            .map_err(|e| CaptionError::Eval {
-                stage: Stage::Prefill,
-                code: eval_code(&e),
-            })?;
+        });
+        let n_past = n_past.map_err(|e| CaptionError::Eval {
+            stage: Stage::Prefill,
+            code: eval_code(&e),
+        })?;
         let head = started.elapsed();
-        let decoding = self.ctx.timings();
+        let decoding = self.text.with_dependent_mut(|_, ctx| ctx.timings());
         let decoded =
             Duration::from_secs_f64((decoding.t_p_eval_ms() + decoding.t_eval_ms()).max(0.0) / 1e3);
         timings.encode = head.saturating_sub(decoded);
@@ -520,15 +558,18 @@ impl<'m> Session<'m> {
         on_text: &mut impl FnMut(&str),
     ) -> Result<(String, Vec<i32>, FinishReason)> {
         let _span = tracing::debug_span!("generate").entered();
-        let vocab = self.model.llama().vocab();
-        let mut sampler = options.sampler(self.model.llama().n_vocab());
+        // A handle of its own (an Arc), so the vocabulary's borrow does not
+        // hold `self` while tokens are decoded.
+        let model = self.model.clone();
+        let vocab = model.llama().vocab();
+        let mut sampler = options.sampler(model.llama().n_vocab());
         let mut text = CaptionText::new(options.stop());
         let mut tokens = Vec::new();
-        let n_ctx = i32::try_from(self.ctx.n_ctx()).unwrap_or(i32::MAX);
+        let n_ctx = i32::try_from(self.ctx().n_ctx()).unwrap_or(i32::MAX);
         let mut finish = FinishReason::MaxTokens;
         for _ in 0..options.max_tokens() {
             watchdog.check(Stage::Generate)?;
-            let token = sampler.sample(&self.ctx, -1);
+            let token = sampler.sample(self.text.borrow_dependent(), -1);
             if vocab.is_eog(token) {
                 finish = FinishReason::EndOfText;
                 break;
@@ -564,16 +605,22 @@ impl<'m> Session<'m> {
     }
 
     fn decode(&mut self, stage: Stage) -> Result<(), CaptionError> {
-        self.ctx
-            .decode(&mut self.batch)
+        let batch = &mut self.batch;
+        self.text
+            .with_dependent_mut(|_, ctx| ctx.decode(batch))
             .map_err(|e| CaptionError::Eval {
                 stage,
                 code: decode_code(&e),
             })
     }
+
+    /// The text decoder's context.
+    fn ctx(&self) -> &LlamaContext<'_> {
+        self.text.borrow_dependent()
+    }
 }
 
-impl Drop for Session<'_> {
+impl Drop for Session {
     fn drop(&mut self) {
         // SAFETY: `vision` is taken exactly once, here, and the session is
         // never used again after `drop`.

@@ -1,0 +1,753 @@
+//! The C ABI of smolvlm: caption images with SmolVLM in-process from C, C++,
+//! Swift, C#, Electron or anything else that calls C.
+//!
+//! The header is `crates/capi/include/smolvlm.h`, generated from this file by
+//! cbindgen and committed (`tests/header.rs` fails when it is stale; run it
+//! with `SMOLVLM_BLESS=1` to rewrite it). `cargo build --release --workspace`
+//! leaves `libsmolvlm_capi.so` and `libsmolvlm_capi.a` in `target/release/`.
+//!
+//! The rules, also written in the header:
+//! - Handles are opaque. Every handle a function returns is freed with its
+//!   own `_free` function, exactly once; every `_free` accepts `NULL`.
+//! - A call that can fail takes `smolvlm_error **err` as its last argument.
+//!   On failure it returns `NULL` (or `false`) and, if `err` is not `NULL`,
+//!   stores a new error there that the caller frees with
+//!   `smolvlm_error_free`. On success it stores `NULL` there.
+//! - No panic crosses the boundary: one becomes an error of kind `panic`.
+//! - Threads: a model may be shared by any number of threads; a session is
+//!   used by one thread at a time (it may move between threads); a cancel
+//!   flag may be set from any thread. A session keeps its model alive:
+//!   `smolvlm_model_free` may come before `smolvlm_session_free`.
+#![deny(missing_docs)]
+// The C names are the ABI: `smolvlm_model`, not `SmolvlmModel`.
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::time::Duration;
+
+use smolvlm::{
+    CancelToken, GenerationOptions, ImageInput, LoadOptions, Model, ModelFiles, Session,
+};
+
+/// The prompt used when a caption call is given `NULL` for its prompt.
+pub const DEFAULT_PROMPT: &str = "Describe this image.";
+
+/// A loaded model pair (text model and vision projector). Thread-safe.
+#[derive(Debug)]
+pub struct smolvlm_model {
+    model: Model,
+}
+
+/// A captioning session: its own KV cache and vision encoder. One thread at
+/// a time.
+#[derive(Debug)]
+pub struct smolvlm_session {
+    session: Session,
+}
+
+/// Generation options for the `_with` caption calls: an opaque builder.
+#[derive(Debug)]
+pub struct smolvlm_options {
+    options: GenerationOptions,
+}
+
+/// A cancel flag: set it from any thread to stop the captions that hold it.
+#[derive(Debug)]
+pub struct smolvlm_cancel {
+    token: CancelToken,
+}
+
+/// What went wrong: a stable kind, a message, and whether a retry may succeed.
+#[derive(Debug)]
+pub struct smolvlm_error {
+    kind: CString,
+    message: CString,
+    transient: bool,
+}
+
+/// Called with each piece of generated text as soon as it is complete
+/// UTF-8: `piece` points at `len` bytes followed by a NUL byte, valid only
+/// during the call. `user` is the pointer given to the caption call.
+pub type smolvlm_text_fn =
+    Option<unsafe extern "C" fn(piece: *const c_char, len: usize, user: *mut c_void)>;
+
+impl smolvlm_error {
+    fn new(kind: &str, message: &str, transient: bool) -> Self {
+        Self {
+            kind: c_string(kind),
+            message: c_string(message),
+            transient,
+        }
+    }
+
+    fn invalid(message: &str) -> Self {
+        Self::new("invalid_argument", message, false)
+    }
+}
+
+impl From<smolvlm::Error> for smolvlm_error {
+    fn from(e: smolvlm::Error) -> Self {
+        Self::new(e.kind(), &e.to_string(), e.is_transient())
+    }
+}
+
+/// `text` as a C string, with any NUL bytes (which C strings cannot hold)
+/// dropped.
+fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "")).unwrap_or_default()
+}
+
+/// Runs `body`, turning an error or a panic into `fail` plus an error stored
+/// in `*err`, and storing `NULL` there on success.
+///
+/// # Safety
+///
+/// `err` is `NULL` or valid for one pointer write.
+unsafe fn guard<T>(
+    err: *mut *mut smolvlm_error,
+    fail: T,
+    body: impl FnOnce() -> Result<T, smolvlm_error>,
+) -> T {
+    let (value, error) = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => (value, None),
+        Ok(Err(error)) => (fail, Some(error)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            (fail, Some(smolvlm_error::new("panic", &message, false)))
+        }
+    };
+    if !err.is_null() {
+        // SAFETY: the caller guarantees `err` is valid for a write.
+        unsafe { *err = error.map_or(std::ptr::null_mut(), |e| Box::into_raw(Box::new(e))) };
+    }
+    value
+}
+
+/// Reads a C string argument as UTF-8.
+///
+/// # Safety
+///
+/// `ptr` is `NULL` or points at a NUL-terminated string.
+unsafe fn text_arg<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, smolvlm_error> {
+    if ptr.is_null() {
+        return Err(smolvlm_error::invalid(&format!("{name} is NULL")));
+    }
+    // SAFETY: not NULL, and the caller guarantees it is NUL-terminated.
+    unsafe { CStr::from_ptr(ptr) }
+        .to_str()
+        .map_err(|_| smolvlm_error::invalid(&format!("{name} is not UTF-8")))
+}
+
+/// Like [`text_arg`], with `default` for `NULL`.
+///
+/// # Safety
+///
+/// As [`text_arg`].
+unsafe fn text_or<'a>(
+    ptr: *const c_char,
+    name: &str,
+    default: &'a str,
+) -> Result<&'a str, smolvlm_error> {
+    if ptr.is_null() {
+        Ok(default)
+    } else {
+        // SAFETY: as this function's contract.
+        unsafe { text_arg(ptr, name) }
+    }
+}
+
+/// A handle argument as a reference.
+///
+/// # Safety
+///
+/// `ptr` is `NULL` or a live handle of this type.
+unsafe fn handle<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, smolvlm_error> {
+    // SAFETY: the caller guarantees a live handle or NULL.
+    unsafe { ptr.as_ref() }.ok_or_else(|| smolvlm_error::invalid(&format!("{name} is NULL")))
+}
+
+/// A handle argument as a mutable reference.
+///
+/// # Safety
+///
+/// `ptr` is `NULL` or a live handle of this type that no other thread uses.
+unsafe fn handle_mut<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, smolvlm_error> {
+    // SAFETY: the caller guarantees a live, unshared handle or NULL.
+    unsafe { ptr.as_mut() }.ok_or_else(|| smolvlm_error::invalid(&format!("{name} is NULL")))
+}
+
+fn into_raw<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Frees a handle made by [`into_raw`]; `NULL` is ignored.
+///
+/// # Safety
+///
+/// `ptr` is `NULL` or a handle of this type not yet freed.
+unsafe fn free<T>(ptr: *mut T) {
+    if !ptr.is_null() {
+        // SAFETY: made by `into_raw` and not freed before (the contract).
+        let owned = unsafe { Box::from_raw(ptr) };
+        // Dropping frees llama.cpp memory; a panic there must not unwind into C.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(owned)));
+    }
+}
+
+/// The library's version, a static NUL-terminated string.
+#[no_mangle]
+pub extern "C" fn smolvlm_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Loads a model pair from two GGUF files: the text model and its vision
+/// projector (mmproj). `threads <= 0` uses every core.
+///
+/// # Safety
+///
+/// The paths are NUL-terminated strings; `err` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_model_load(
+    model_path: *const c_char,
+    mmproj_path: *const c_char,
+    threads: c_int,
+    err: *mut *mut smolvlm_error,
+) -> *mut smolvlm_model {
+    // SAFETY: `err` as this function's contract; the closure reads only
+    // the caller's strings.
+    unsafe {
+        guard(err, std::ptr::null_mut(), || {
+            let model = text_arg(model_path, "model_path")?;
+            let mmproj = text_arg(mmproj_path, "mmproj_path")?;
+            let mut options = LoadOptions::default();
+            if let Ok(threads @ 1..) = u32::try_from(threads) {
+                options = options.with_threads(threads);
+            }
+            let model = Model::load(&ModelFiles::new(model, mmproj), &options)?;
+            Ok(into_raw(smolvlm_model { model }))
+        })
+    }
+}
+
+/// Loads a model by preset name (`SmolVLM-256M-Instruct`) or Hugging Face
+/// Hub repo (`owner/name[@revision][:quantization]`), downloading it into
+/// the Hugging Face cache on first use. `NULL` names the default preset.
+/// The Hub settings come from the environment (`HF_HOME`, `HF_ENDPOINT`,
+/// `HF_TOKEN`, `HF_HUB_OFFLINE`). `threads <= 0` uses every core.
+///
+/// # Safety
+///
+/// `source` is `NULL` or a NUL-terminated string; `err` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_model_from_pretrained(
+    source: *const c_char,
+    threads: c_int,
+    err: *mut *mut smolvlm_error,
+) -> *mut smolvlm_model {
+    // SAFETY: as this function's contract.
+    unsafe {
+        guard(err, std::ptr::null_mut(), || {
+            let source = match text_or(source, "source", "")? {
+                "" => smolvlm::ModelSource::default(),
+                name => smolvlm::ModelSource::parse(name).map_err(smolvlm::Error::from)?,
+            };
+            let mut options = LoadOptions::default();
+            if let Ok(threads @ 1..) = u32::try_from(threads) {
+                options = options.with_threads(threads);
+            }
+            let hub = smolvlm::HubOptions::from_env();
+            let model = Model::from_source(&source, &hub, &options)?;
+            Ok(into_raw(smolvlm_model { model }))
+        })
+    }
+}
+
+/// Frees a model handle. Sessions made from it stay usable: each keeps the
+/// model alive until it is freed. `NULL` is ignored.
+///
+/// # Safety
+///
+/// `m` is `NULL` or a model handle not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_model_free(m: *mut smolvlm_model) {
+    // SAFETY: as this function's contract.
+    unsafe { free(m) }
+}
+
+/// Opens a session of `model`: its own KV cache and vision encoder, for one
+/// thread at a time. Open one per thread that captions at once.
+///
+/// # Safety
+///
+/// `model` is `NULL` or a live model handle; `err` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_session_new(
+    model: *mut smolvlm_model,
+    err: *mut *mut smolvlm_error,
+) -> *mut smolvlm_session {
+    // SAFETY: as this function's contract.
+    unsafe {
+        guard(err, std::ptr::null_mut(), || {
+            let model = handle(model, "model")?;
+            let session = model.model.session()?;
+            Ok(into_raw(smolvlm_session { session }))
+        })
+    }
+}
+
+/// Frees a session. `NULL` is ignored.
+///
+/// # Safety
+///
+/// `s` is `NULL` or a session handle not yet freed, in use by no other thread.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_session_free(s: *mut smolvlm_session) {
+    // SAFETY: as this function's contract.
+    unsafe { free(s) }
+}
+
+/// New generation options: greedy, the library's default length, no
+/// deadline, no cancel flag.
+#[no_mangle]
+pub extern "C" fn smolvlm_options_new() -> *mut smolvlm_options {
+    into_raw(smolvlm_options {
+        options: GenerationOptions::default(),
+    })
+}
+
+/// Frees options. `NULL` is ignored. Captions already started with them are
+/// not affected.
+///
+/// # Safety
+///
+/// `o` is `NULL` or an options handle not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_options_free(o: *mut smolvlm_options) {
+    // SAFETY: as this function's contract.
+    unsafe { free(o) }
+}
+
+/// Applies `change` to the options behind `o`, if any.
+///
+/// # Safety
+///
+/// `o` is `NULL` or a live options handle used by no other thread.
+unsafe fn set(
+    o: *mut smolvlm_options,
+    change: impl FnOnce(GenerationOptions) -> GenerationOptions,
+) {
+    // SAFETY: as this function's contract.
+    if let Some(o) = unsafe { o.as_mut() } {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            o.options = change(o.options.clone());
+        }));
+    }
+}
+
+/// The most tokens to generate (must be at least 1; checked when captioning).
+///
+/// # Safety
+///
+/// `o` is `NULL` (ignored) or a live options handle.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_options_set_max_tokens(o: *mut smolvlm_options, max_tokens: u32) {
+    // SAFETY: as this function's contract.
+    unsafe { set(o, |opts| opts.with_max_tokens(max_tokens)) }
+}
+
+/// Sampling temperature; 0 (the default) is greedy and deterministic.
+///
+/// # Safety
+///
+/// `o` is `NULL` (ignored) or a live options handle.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_options_set_temperature(
+    o: *mut smolvlm_options,
+    temperature: f32,
+) {
+    // SAFETY: as this function's contract.
+    unsafe { set(o, |opts| opts.with_temperature(temperature)) }
+}
+
+/// The sampling seed: the same seed and inputs give the same text.
+///
+/// # Safety
+///
+/// `o` is `NULL` (ignored) or a live options handle.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_options_set_seed(o: *mut smolvlm_options, seed: u32) {
+    // SAFETY: as this function's contract.
+    unsafe { set(o, |opts| opts.with_seed(seed)) }
+}
+
+/// A deadline per caption, in milliseconds from the call's start; the
+/// caption then fails with kind `deadline_exceeded`.
+///
+/// # Safety
+///
+/// `o` is `NULL` (ignored) or a live options handle.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_options_set_timeout_ms(o: *mut smolvlm_options, timeout_ms: u64) {
+    // SAFETY: as this function's contract.
+    unsafe {
+        set(o, |opts| {
+            opts.with_deadline(Duration::from_millis(timeout_ms))
+        })
+    }
+}
+
+/// Captions with these options stop, with kind `cancelled`, once `cancel`
+/// is set. The options keep their own reference: `cancel` may be freed first.
+///
+/// # Safety
+///
+/// `o` is `NULL` (ignored) or a live options handle; `cancel` is `NULL`
+/// (ignored) or a live cancel handle.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_options_set_cancel(
+    o: *mut smolvlm_options,
+    cancel: *const smolvlm_cancel,
+) {
+    // SAFETY: as this function's contract.
+    if let Some(cancel) = unsafe { cancel.as_ref() } {
+        let token = cancel.token.clone();
+        // SAFETY: as this function's contract.
+        unsafe { set(o, |opts| opts.with_cancel(token)) }
+    }
+}
+
+/// A new cancel flag, not set.
+#[no_mangle]
+pub extern "C" fn smolvlm_cancel_new() -> *mut smolvlm_cancel {
+    into_raw(smolvlm_cancel {
+        token: CancelToken::new(),
+    })
+}
+
+/// Sets the flag: every caption holding it stops at its next check (between
+/// generated tokens, and between the stages of an image). Safe from any
+/// thread, at any time, any number of times.
+///
+/// # Safety
+///
+/// `c` is `NULL` (ignored) or a live cancel handle.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_cancel_set(c: *const smolvlm_cancel) {
+    // SAFETY: as this function's contract.
+    if let Some(c) = unsafe { c.as_ref() } {
+        c.token.cancel();
+    }
+}
+
+/// Whether the flag is set. `NULL` is not set.
+///
+/// # Safety
+///
+/// `c` is `NULL` or a live cancel handle.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_cancel_is_set(c: *const smolvlm_cancel) -> bool {
+    // SAFETY: as this function's contract.
+    unsafe { c.as_ref() }.is_some_and(|c| c.token.is_cancelled())
+}
+
+/// Frees a cancel flag. Options holding it keep their own reference.
+///
+/// # Safety
+///
+/// `c` is `NULL` or a cancel handle not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_cancel_free(c: *mut smolvlm_cancel) {
+    // SAFETY: as this function's contract.
+    unsafe { free(c) }
+}
+
+/// The image a caption call reads.
+enum Image<'a> {
+    Path(&'a Path),
+    Bytes(&'a [u8]),
+    Rgb(image::RgbImage),
+}
+
+/// The common body of every caption call.
+///
+/// # Safety
+///
+/// `s` is `NULL` or a live session used by no other thread; `prompt` is
+/// `NULL` or NUL-terminated; `options` is `NULL` or a live options handle;
+/// `on_text`, if given, may be called with `user`.
+unsafe fn caption(
+    s: *mut smolvlm_session,
+    image: impl FnOnce() -> Result<Image<'static>, smolvlm_error>,
+    prompt: *const c_char,
+    options: &GenerationOptions,
+    on_text: smolvlm_text_fn,
+    user: *mut c_void,
+) -> Result<*mut c_char, smolvlm_error> {
+    // SAFETY: as this function's contract.
+    let session = unsafe { handle_mut(s, "session") }?;
+    // SAFETY: as this function's contract.
+    let prompt = unsafe { text_or(prompt, "prompt", DEFAULT_PROMPT) }?;
+    let image = image()?;
+    let input = match &image {
+        Image::Path(path) => ImageInput::Path(path),
+        Image::Bytes(bytes) => ImageInput::Bytes(bytes),
+        Image::Rgb(rgb) => ImageInput::Rgb(rgb),
+    };
+    let mut buffer = Vec::new();
+    let caption = session
+        .session
+        .caption_streaming(input, prompt, options, |piece| {
+            if let Some(on_text) = on_text {
+                buffer.clear();
+                buffer.extend_from_slice(piece.as_bytes());
+                buffer.push(0);
+                // SAFETY: the caller vouches for the callback and its
+                // `user`; `buffer` holds the piece and a NUL, alive for
+                // the call.
+                unsafe { on_text(buffer.as_ptr().cast(), piece.len(), user) };
+            }
+        })?;
+    Ok(c_string(&caption.text).into_raw())
+}
+
+/// Options from a handle, or the defaults with `max_tokens` for `NULL`.
+///
+/// # Safety
+///
+/// `o` is `NULL` or a live options handle.
+unsafe fn options_or_default(o: *const smolvlm_options) -> GenerationOptions {
+    // SAFETY: as this function's contract.
+    unsafe { o.as_ref() }.map_or_else(GenerationOptions::default, |o| o.options.clone())
+}
+
+/// Captions an image file; returns the text, to be freed with
+/// `smolvlm_string_free`. `prompt` is the user's instruction (`NULL`:
+/// "Describe this image."); `max_tokens <= 0` uses the library's default.
+/// Greedy, so the same inputs give the same text.
+///
+/// # Safety
+///
+/// `s` is a live session used by no other thread; the strings are
+/// NUL-terminated (`prompt` may be `NULL`); `err` is `NULL` or writable.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_caption_file(
+    s: *mut smolvlm_session,
+    image_path: *const c_char,
+    prompt: *const c_char,
+    max_tokens: c_int,
+    err: *mut *mut smolvlm_error,
+) -> *mut c_char {
+    let mut options = GenerationOptions::default();
+    if let Ok(n @ 1..) = u32::try_from(max_tokens) {
+        options = options.with_max_tokens(n);
+    }
+    // SAFETY: as this function's contract.
+    unsafe {
+        guard(err, std::ptr::null_mut(), || {
+            caption(
+                s,
+                || Ok(Image::Path(Path::new(text_arg(image_path, "image_path")?))),
+                prompt,
+                &options,
+                None,
+                std::ptr::null_mut(),
+            )
+        })
+    }
+}
+
+/// Captions an image file with options (`NULL`: the defaults), calling
+/// `on_text` (if not `NULL`) with each piece of text as it is generated.
+/// Returns the whole text, to be freed with `smolvlm_string_free`.
+///
+/// # Safety
+///
+/// As `smolvlm_caption_file`; `options` is `NULL` or a live options handle;
+/// `on_text`, if not `NULL`, may be called with `user` on this thread
+/// before this call returns.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_caption_file_with(
+    s: *mut smolvlm_session,
+    image_path: *const c_char,
+    prompt: *const c_char,
+    options: *const smolvlm_options,
+    on_text: smolvlm_text_fn,
+    user: *mut c_void,
+    err: *mut *mut smolvlm_error,
+) -> *mut c_char {
+    // SAFETY: as this function's contract.
+    unsafe {
+        guard(err, std::ptr::null_mut(), || {
+            let options = options_or_default(options);
+            caption(
+                s,
+                || Ok(Image::Path(Path::new(text_arg(image_path, "image_path")?))),
+                prompt,
+                &options,
+                on_text,
+                user,
+            )
+        })
+    }
+}
+
+/// Captions an encoded image in memory (PNG, JPEG, GIF, BMP, WebP or TIFF):
+/// `len` bytes at `data`, read only during the call. Otherwise as
+/// `smolvlm_caption_file_with`.
+///
+/// # Safety
+///
+/// As `smolvlm_caption_file_with`; `data` is readable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_caption_bytes_with(
+    s: *mut smolvlm_session,
+    data: *const u8,
+    len: usize,
+    prompt: *const c_char,
+    options: *const smolvlm_options,
+    on_text: smolvlm_text_fn,
+    user: *mut c_void,
+    err: *mut *mut smolvlm_error,
+) -> *mut c_char {
+    // SAFETY: as this function's contract.
+    unsafe {
+        guard(err, std::ptr::null_mut(), || {
+            let options = options_or_default(options);
+            caption(
+                s,
+                || {
+                    if data.is_null() {
+                        return Err(smolvlm_error::invalid("data is NULL"));
+                    }
+                    // SAFETY: readable for `len` bytes (the contract), and
+                    // only read before this call returns.
+                    Ok(Image::Bytes(std::slice::from_raw_parts(data, len)))
+                },
+                prompt,
+                &options,
+                on_text,
+                user,
+            )
+        })
+    }
+}
+
+/// Captions decoded pixels: `height` rows of `width` packed RGB pixels (3
+/// bytes each, no padding) at `rgb`, copied during the call. Otherwise as
+/// `smolvlm_caption_file_with`.
+///
+/// # Safety
+///
+/// As `smolvlm_caption_file_with`; `rgb` is readable for `width * height * 3`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_caption_rgb_with(
+    s: *mut smolvlm_session,
+    rgb: *const u8,
+    width: u32,
+    height: u32,
+    prompt: *const c_char,
+    options: *const smolvlm_options,
+    on_text: smolvlm_text_fn,
+    user: *mut c_void,
+    err: *mut *mut smolvlm_error,
+) -> *mut c_char {
+    // SAFETY: as this function's contract.
+    unsafe {
+        guard(err, std::ptr::null_mut(), || {
+            let options = options_or_default(options);
+            caption(
+                s,
+                || {
+                    if rgb.is_null() {
+                        return Err(smolvlm_error::invalid("rgb is NULL"));
+                    }
+                    let len = (width as usize)
+                        .checked_mul(height as usize)
+                        .and_then(|n| n.checked_mul(3))
+                        .ok_or_else(|| smolvlm_error::invalid("width * height * 3 overflows"))?;
+                    // SAFETY: readable for `width * height * 3` bytes (the
+                    // contract); copied here.
+                    let pixels = std::slice::from_raw_parts(rgb, len).to_vec();
+                    let image = image::RgbImage::from_raw(width, height, pixels)
+                        .ok_or_else(|| smolvlm_error::invalid("the pixel buffer size"))?;
+                    Ok(Image::Rgb(image))
+                },
+                prompt,
+                &options,
+                on_text,
+                user,
+            )
+        })
+    }
+}
+
+/// Frees a string returned by this library. `NULL` is ignored.
+///
+/// # Safety
+///
+/// `s` is `NULL` or a string this library returned, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: made by `CString::into_raw` here and not freed before.
+        drop(unsafe { CString::from_raw(s) });
+    }
+}
+
+/// The error's message, for people: valid until the error is freed.
+/// `NULL` gives an empty string.
+///
+/// # Safety
+///
+/// `err` is `NULL` or a live error.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_error_message(err: *const smolvlm_error) -> *const c_char {
+    // SAFETY: as this function's contract.
+    unsafe { err.as_ref() }.map_or(c"".as_ptr(), |e| e.message.as_ptr())
+}
+
+/// The error's kind, for programs: a stable snake_case name, the same the
+/// Rust library's `Error::kind` and the CLI's records use (`image_decode`,
+/// `image_truncated`, `file_not_found`, `cancelled`, `deadline_exceeded`,
+/// `prompt_too_long`, ...), plus `invalid_argument` (a `NULL` or non-UTF-8
+/// argument) and `panic` (a bug in this library, reported instead of
+/// crossing into C). Valid until the error is freed; `NULL` gives "".
+///
+/// # Safety
+///
+/// `err` is `NULL` or a live error.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_error_kind(err: *const smolvlm_error) -> *const c_char {
+    // SAFETY: as this function's contract.
+    unsafe { err.as_ref() }.map_or(c"".as_ptr(), |e| e.kind.as_ptr())
+}
+
+/// Whether the same call may succeed later unchanged: a deadline, a cancel,
+/// a file that could not be read, out of memory. False for a bad input.
+///
+/// # Safety
+///
+/// `err` is `NULL` or a live error.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_error_is_transient(err: *const smolvlm_error) -> bool {
+    // SAFETY: as this function's contract.
+    unsafe { err.as_ref() }.is_some_and(|e| e.transient)
+}
+
+/// Frees an error. `NULL` is ignored.
+///
+/// # Safety
+///
+/// `err` is `NULL` or an error not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_error_free(err: *mut smolvlm_error) {
+    // SAFETY: as this function's contract.
+    unsafe { free(err) }
+}

@@ -1,0 +1,225 @@
+//! The C ABI from C: `tests/c/caption.c` is compiled with the system C
+//! compiler against the committed header, linked against the shared library
+//! (and, in a second test, the static one), and run on the tiny test model.
+//! Its answers must equal the Rust library's for the same inputs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use smolvlm::{GenerationOptions, LoadOptions, Model, ModelFiles};
+
+const MAX_TOKENS: u32 = 16;
+
+/// Where cargo put this crate's libraries: next to this test's executable.
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap().to_path_buf();
+    assert!(
+        deps.join("libsmolvlm_capi.so").exists(),
+        "no libsmolvlm_capi.so in {}",
+        deps.display()
+    );
+    deps
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Compiles `tests/c/caption.c` into `dir`, linked as `link` says.
+fn compile(dir: &Path, link: &[&str]) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = dir.join("caption");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let output = Command::new(&cc)
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-O1",
+        ])
+        .arg("-I")
+        .arg(manifest.join("include"))
+        .arg(manifest.join("tests/c/caption.c"))
+        .arg("-o")
+        .arg(&exe)
+        .args(link)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
+    assert!(
+        output.status.success(),
+        "{cc} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    exe
+}
+
+/// The images: a PNG photo-like gradient, and a file that is not an image.
+fn images(dir: &Path) -> (PathBuf, PathBuf) {
+    let good = dir.join("gradient.png");
+    smolvlm_testkit::images::write_png(&smolvlm_testkit::images::gradient(96, 64), &good).unwrap();
+    let bad = dir.join("bad.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really a PNG").unwrap();
+    (good, bad)
+}
+
+/// Runs the program; returns its lines as label -> (status, rest).
+fn run(exe: &Path, good: &Path, bad: &Path) -> HashMap<String, (String, String)> {
+    let pair = smolvlm_testkit::tiny_model();
+    let output = Command::new(exe)
+        .arg(&pair.model)
+        .arg(&pair.mmproj)
+        .arg(good)
+        .arg(bad)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "the C program failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, '\t');
+            Some((
+                parts.next()?.to_owned(),
+                (
+                    parts.next()?.to_owned(),
+                    parts.next().unwrap_or("").to_owned(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// What the Rust library says for the same inputs.
+struct Expected {
+    file: String,
+    rgb: String,
+}
+
+fn expected(good: &Path) -> Expected {
+    let pair = smolvlm_testkit::tiny_model();
+    let model = Model::load(
+        &ModelFiles::new(pair.model, pair.mmproj),
+        &LoadOptions::default().with_threads(2),
+    )
+    .unwrap();
+    let mut session = model.session().unwrap();
+    let options = GenerationOptions::default().with_max_tokens(MAX_TOKENS);
+    let file = session
+        .caption(good, "Describe this image.", &options)
+        .unwrap()
+        .text;
+    let pixels = image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8])
+    });
+    let rgb = session
+        .caption(&pixels, "Describe this image.", &options)
+        .unwrap()
+        .text;
+    Expected { file, rgb }
+}
+
+fn check(lines: &HashMap<String, (String, String)>, expected: &Expected) {
+    let get = |label: &str| {
+        lines
+            .get(label)
+            .unwrap_or_else(|| panic!("no `{label}` line in {lines:?}"))
+            .clone()
+    };
+    let ok = |label: &str| {
+        let (status, rest) = get(label);
+        assert_eq!(status, "ok", "{label}: {rest}");
+        rest
+    };
+    let error = |label: &str| {
+        let (status, rest) = get(label);
+        assert_eq!(status, "error", "{label} succeeded: {rest}");
+        let mut parts = rest.splitn(3, '\t');
+        let kind = parts.next().unwrap_or("").to_owned();
+        let transient = parts.next().unwrap_or("") == "1";
+        let message = parts.next().unwrap_or("").to_owned();
+        assert!(!message.is_empty(), "{label}: an empty message");
+        (kind, transient, message)
+    };
+
+    assert_eq!(ok("version"), env!("CARGO_PKG_VERSION"));
+    assert!(!expected.file.is_empty());
+    assert_eq!(ok("file"), expected.file, "C and Rust captions differ");
+    assert_eq!(ok("stream"), expected.file, "the streamed pieces");
+    assert_eq!(ok("stream-returned"), expected.file);
+    assert!(ok("stream-pieces").parse::<u32>().unwrap() >= 1);
+    assert_eq!(ok("bytes"), expected.file);
+    assert_eq!(ok("rgb"), expected.rgb);
+    assert_eq!(ok("after-model-free"), expected.file);
+
+    let (kind, transient, _) = error("cancel");
+    assert_eq!((kind.as_str(), transient), ("cancelled", true));
+    assert_eq!(
+        ok("cancel-pieces"),
+        "1",
+        "the cancel from the other thread must stop generation at the next token"
+    );
+    assert_eq!(error("bad").0, "image_decode");
+    let (kind, transient, message) = error("missing");
+    assert_eq!((kind.as_str(), transient), ("image_read", true));
+    assert!(message.contains("/nonexistent/image.png"), "{message}");
+    let (kind, _, message) = error("null-path");
+    assert_eq!(kind, "invalid_argument");
+    assert!(message.contains("image_path"), "{message}");
+    assert_eq!(error("null-session").0, "invalid_argument");
+    assert_eq!(error("zero-tokens").0, "invalid_option");
+    assert_eq!(
+        get("load-missing"),
+        ("error".to_owned(), "file_not_found".to_owned())
+    );
+    ok("done");
+}
+
+#[test]
+fn a_c_program_linked_against_the_shared_library_captions_like_rust() {
+    let dir = scratch("c-api-shared");
+    let lib = library_dir();
+    let exe = compile(
+        &dir,
+        &[
+            &format!("-L{}", lib.display()),
+            "-lsmolvlm_capi",
+            &format!("-Wl,-rpath,{}", lib.display()),
+            "-lpthread",
+        ],
+    );
+    let (good, bad) = images(&dir);
+    check(&run(&exe, &good, &bad), &expected(&good));
+}
+
+#[test]
+fn a_c_program_linked_against_the_static_library_captions_like_rust() {
+    let dir = scratch("c-api-static");
+    let archive = library_dir().join("libsmolvlm_capi.a");
+    assert!(archive.exists(), "no {}", archive.display());
+    let exe = compile(
+        &dir,
+        &[
+            archive.to_str().unwrap(),
+            "-lstdc++",
+            "-lgomp",
+            "-lm",
+            "-lpthread",
+            "-ldl",
+        ],
+    );
+    let (good, bad) = images(&dir);
+    check(&run(&exe, &good, &bad), &expected(&good));
+}
