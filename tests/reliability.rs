@@ -356,6 +356,82 @@ fn sessions_child() {
     watch.unwrap().finish();
 }
 
+#[test]
+fn workers_with_cancelled_jobs_keep_resident_memory_flat() {
+    if resident().is_none() {
+        eprintln!("SKIPPED: no /proc/self/status on this system");
+        return;
+    }
+    run_in_child("reliability::worker_child");
+}
+
+/// Rounds of the UI-style use: a worker of 2 sessions, 20 jobs submitted
+/// from this thread, 5 of them cancelled (two while queued, three at their
+/// first text), every job waited for, the worker dropped.
+#[test]
+#[ignore = "run alone in a child process by workers_with_cancelled_jobs_keep_resident_memory_flat"]
+fn worker_child() {
+    if !is_child() {
+        return;
+    }
+    // Threads come and go each round: the heap takes about 20 rounds to
+    // settle (measured: 2 MB of growth over the first 20, then flat).
+    let (warm_up, n) = (count(20, 40), count(50, 200));
+    let model = load(&LoadOptions::default().with_threads(1));
+    let img = gradient(96, 64);
+    let options = greedy().with_max_tokens(4);
+    let mut watch = None;
+    for round in 0..n {
+        if round == warm_up {
+            watch = Some(RssWatch::start(format!(
+                "{} rounds of a 2-session worker with 20 jobs (5 cancelled), after {warm_up} more",
+                n - warm_up
+            )));
+        }
+        let worker = smolvlm::Worker::new(&model, 2, 32).unwrap();
+        let mut jobs: Vec<_> = (0..20)
+            .map(|_| {
+                worker
+                    .submit(
+                        smolvlm::Request::new(img.clone(), PROMPT).with_options(options.clone()),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        jobs[18].cancel();
+        jobs[19].cancel();
+        let mut finished = 0;
+        for (i, job) in jobs.iter_mut().enumerate() {
+            let cancel_at_text = (3..6).contains(&i);
+            loop {
+                match job.next_event().unwrap() {
+                    smolvlm::Event::Text(_) if cancel_at_text => job.cancel(),
+                    smolvlm::Event::Finished(caption) => {
+                        assert_eq!(caption.tokens.len(), 4);
+                        finished += 1;
+                        break;
+                    }
+                    smolvlm::Event::Failed(e) => {
+                        assert!(
+                            matches!(e, Error::Caption(CaptionError::Cancelled { .. })),
+                            "{e}"
+                        );
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(finished >= 15, "{finished}");
+        drop(jobs);
+        drop(worker);
+        if let Some(watch) = &mut watch {
+            watch.sample();
+        }
+    }
+    watch.unwrap().finish();
+}
+
 // ---------------------------------------------------------------------------
 // Concurrency stress.
 

@@ -20,3 +20,4 @@ mod jpeg;
 mod parity;
 mod real_scale;
 mod reliability;
+mod worker;

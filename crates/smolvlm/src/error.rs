@@ -199,6 +199,8 @@ pub enum ImageError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Stage {
+    /// Waiting in a [`Worker`](crate::Worker)'s queue.
+    Queued,
     /// Building the prompt and tokenizing text and image.
     Tokenize,
     /// Encoding the image and evaluating the prompt.
@@ -210,6 +212,7 @@ pub enum Stage {
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Queued => "queued",
             Self::Tokenize => "tokenize",
             Self::Prefill => "prefill",
             Self::Generate => "generate",
@@ -309,6 +312,10 @@ pub enum Error {
         /// Requested batch size.
         n_batch: u32,
     },
+    /// A bug in smolvlm, reported instead of a panic or a hang (a worker
+    /// thread that panicked, say). Please report it.
+    #[error("internal error (a bug in smolvlm): {0}")]
+    Internal(String),
     /// An option is out of range.
     #[error("invalid option {name}: {message}")]
     InvalidOption {
@@ -374,6 +381,7 @@ impl Error {
             Self::Hub(e) => e.kind(),
             Self::Session { .. } => "session",
             Self::InvalidOption { .. } => "invalid_option",
+            Self::Internal(_) => "internal",
         }
     }
 

@@ -35,6 +35,11 @@ impl CancelToken {
         self.0.store(true, Ordering::Relaxed);
     }
 
+    /// Whether `other` is this token or a clone of it.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Whether [`cancel`](Self::cancel) was called.
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
@@ -67,6 +72,9 @@ pub struct GenerationOptions {
     stop: Vec<String>,
     deadline: Option<Duration>,
     cancel: Option<CancelToken>,
+    // A second token, honoured as well: a worker's job cancel beside the
+    // caller's own token.
+    also_cancel: Option<CancelToken>,
 }
 
 impl Default for GenerationOptions {
@@ -83,6 +91,7 @@ impl Default for GenerationOptions {
             stop: Vec::new(),
             deadline: None,
             cancel: None,
+            also_cancel: None,
         }
     }
 }
@@ -259,7 +268,22 @@ impl GenerationOptions {
             started,
             deadline: self.deadline,
             cancel: self.cancel.as_ref(),
+            also_cancel: self.also_cancel.as_ref(),
         }
+    }
+
+    /// These options, also stopped by `token`.
+    pub(crate) fn with_also_cancel(mut self, token: CancelToken) -> Self {
+        self.also_cancel = Some(token);
+        self
+    }
+
+    /// Whether a cancel token of these options is cancelled.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        [&self.cancel, &self.also_cancel]
+            .into_iter()
+            .flatten()
+            .any(CancelToken::is_cancelled)
     }
 }
 
@@ -268,11 +292,16 @@ pub(crate) struct Watchdog<'a> {
     started: Instant,
     deadline: Option<Duration>,
     cancel: Option<&'a CancelToken>,
+    also_cancel: Option<&'a CancelToken>,
 }
 
 impl Watchdog<'_> {
     pub(crate) fn check(&self, stage: Stage) -> Result<(), CaptionError> {
-        if self.cancel.is_some_and(CancelToken::is_cancelled) {
+        if [self.cancel, self.also_cancel]
+            .into_iter()
+            .flatten()
+            .any(CancelToken::is_cancelled)
+        {
             return Err(CaptionError::Cancelled { stage });
         }
         match self.deadline {

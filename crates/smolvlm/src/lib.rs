@@ -44,6 +44,7 @@ mod prompt;
 mod session;
 mod source;
 mod text;
+mod worker;
 
 pub use crate::error::{
     kind_is_transient, CaptionError, Error, FileRole, ImageError, LoadError, Result, Stage,
@@ -58,8 +59,9 @@ pub use crate::preset::{
     DEFAULT_QUANTIZATION,
 };
 pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
-pub use crate::session::{Caption, FinishReason, Session, Timings, TokenCount};
+pub use crate::session::{Caption, FinishReason, Progress, Session, Timings, TokenCount};
 pub use crate::source::{HubRepo, ModelSource, ResolvedModel};
+pub use crate::worker::{Event, Job, JobImage, Request, SubmitError, Worker};
 
 /// Reference pages that are prose, not code.
 pub mod guide {

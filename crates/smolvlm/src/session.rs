@@ -17,6 +17,34 @@ use crate::model::Model;
 use crate::prompt::{render, Prompt, RenderedPrompt};
 use crate::text::CaptionText;
 
+/// What a caption has done so far, told as it happens by
+/// [`Session::caption_observed`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Progress<'a> {
+    /// The image is prepared and the prompt tokenized: what it will cost.
+    /// The vision encode comes next, one encode per tile plus the overview:
+    /// nearly all of a caption's time at real scale.
+    Tokenized {
+        /// Tokens in the prompt, image tokens included.
+        prompt_tokens: usize,
+        /// Image embedding tokens.
+        image_tokens: usize,
+        /// Grid tiles (the overview not counted).
+        tiles: usize,
+    },
+    /// The prompt, image included, is evaluated; generation starts.
+    Prefilled {
+        /// Time in the vision encoder.
+        encode: Duration,
+        /// Time evaluating the prompt in the text decoder.
+        prefill: Duration,
+    },
+    /// A piece of generated text, as [`Session::caption_streaming`] gives it
+    /// (never empty).
+    Text(&'a str),
+}
+
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -262,6 +290,41 @@ impl Session {
         options: &GenerationOptions,
         mut on_text: impl FnMut(&str),
     ) -> Result<Caption> {
+        self.caption_observed(image, prompt, options, |progress| {
+            if let Progress::Text(piece) = progress {
+                on_text(piece);
+            }
+        })
+    }
+
+    /// Like [`caption`](Self::caption), and tells `observer` what is done
+    /// as it happens: what the image costs once it is tokenized, when the
+    /// prompt is evaluated, and each piece of text (as
+    /// [`caption_streaming`](Self::caption_streaming) gives them). A
+    /// [`Worker`](crate::Worker) turns these into its jobs' events.
+    ///
+    /// ```no_run
+    /// # let model: smolvlm::Model = unimplemented!();
+    /// use smolvlm::{GenerationOptions, Progress};
+    /// let mut session = model.session()?;
+    /// session.caption_observed(std::path::Path::new("photo.jpg"), "Describe this image.", &GenerationOptions::default(), |p| match p {
+    ///     Progress::Tokenized { tiles, .. } => eprintln!("{tiles} tiles to encode"),
+    ///     Progress::Text(piece) => print!("{piece}"),
+    ///     _ => {}
+    /// })?;
+    /// # Ok::<(), smolvlm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`caption`](Self::caption).
+    pub fn caption_observed<'i>(
+        &mut self,
+        image: impl Into<ImageInput<'i>>,
+        prompt: impl Into<Prompt>,
+        options: &GenerationOptions,
+        mut observer: impl FnMut(Progress<'_>),
+    ) -> Result<Caption> {
         let started = Instant::now();
         let _span = tracing::debug_span!("caption").entered();
         options.validate()?;
@@ -270,13 +333,27 @@ impl Session {
 
         let tokenized =
             self.tokenize_input(image.into(), prompt.into(), &watchdog, &mut timings)?;
+        let prompt_tokens = tokenized.chunks.total_tokens() + tokenized.tail.len();
+        observer(Progress::Tokenized {
+            prompt_tokens,
+            image_tokens: tokenized.image_tokens,
+            tiles: tokenized.tiles,
+        });
 
         // Whatever a previous (possibly failed) caption left behind goes now.
         self.text.with_dependent_mut(|_, ctx| ctx.clear_kv_cache());
         let n_past = self.prefill(&tokenized, &watchdog, &mut timings)?;
+        observer(Progress::Prefilled {
+            encode: timings.encode,
+            prefill: timings.prefill,
+        });
 
         let t = Instant::now();
-        let generated = self.generate(n_past, options, &watchdog, &mut on_text);
+        let generated = self.generate(n_past, options, &watchdog, &mut |piece: &str| {
+            if !piece.is_empty() {
+                observer(Progress::Text(piece));
+            }
+        });
         timings.generate = t.elapsed();
         let (text, tokens, finish) = generated?;
         timings.total = started.elapsed();
@@ -284,7 +361,7 @@ impl Session {
         Ok(Caption {
             text,
             tokens,
-            prompt_tokens: tokenized.chunks.total_tokens() + tokenized.tail.len(),
+            prompt_tokens,
             image_tokens: tokenized.image_tokens,
             tiles: tokenized.tiles,
             finish,
