@@ -243,3 +243,36 @@ fn a_timed_tile_encode_takes_time_and_leaves_the_session_as_it_was() {
     assert!(again > Duration::ZERO);
     assert_captions_like_a_fresh_session(&mut session, &noise(300, 900, 2));
 }
+
+#[test]
+fn a_load_reports_its_progress_and_a_false_from_the_callback_cancels_it() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let model = smolvlm::Model::load_observed(&files(), &LoadOptions::default(), move |done| {
+        log.lock().unwrap().push(done);
+        true
+    })
+    .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "no progress reported");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(seen.last().copied(), Some(1.0), "{seen:?}");
+    drop(model);
+
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let err = smolvlm::Model::load_observed(&files(), &LoadOptions::default(), move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        false
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), "load_cancelled", "{err}");
+    assert!(err.is_transient());
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "asked again after a stop"
+    );
+    // Nothing is left behind: the same files load again.
+    smolvlm::Model::load(&files(), &LoadOptions::default()).unwrap();
+}

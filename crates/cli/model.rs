@@ -1,6 +1,7 @@
 //! Which model to load and how, from the flags over the config file; the
 //! Hub download bar.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -105,8 +106,29 @@ impl ModelSettings {
     ///
     /// The library's error, as a message.
     pub fn load(&self) -> Result<Model, String> {
-        Model::from_source(&self.source, &hub_options(self.offline), &self.load)
-            .map_err(|e| e.to_string())
+        let resolved = self
+            .source
+            .resolve(&hub_options(self.offline))
+            .map_err(|e| e.to_string())?;
+        // A bar on a terminal, from the library's load progress.
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let style =
+                ProgressStyle::with_template("loading the model [{wide_bar}] {percent:>3}%")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            ProgressBar::with_draw_target(Some(1000), indicatif::ProgressDrawTarget::stderr())
+                .with_style(style)
+        });
+        let shown = bar.clone();
+        let model = Model::load_observed(&resolved.files, &self.load, move |done| {
+            if let Some(bar) = &shown {
+                bar.set_position((done.clamp(0.0, 1.0) * 1000.0) as u64);
+            }
+            true
+        });
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        model.map_err(|e| e.to_string())
     }
 }
 

@@ -32,6 +32,12 @@ impl fmt::Display for FileRole {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
+    /// The caller's progress callback asked to stop the load.
+    #[error("loading '{path}' was cancelled")]
+    Cancelled {
+        /// The file being loaded.
+        path: PathBuf,
+    },
     /// A file of the pair does not exist.
     #[error("{role} file '{path}' does not exist")]
     FileNotFound {
@@ -345,6 +351,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Load(e) => match e {
+                LoadError::Cancelled { .. } => "load_cancelled",
                 LoadError::FileNotFound { .. } => "file_not_found",
                 LoadError::Gguf { .. } => "not_gguf",
                 LoadError::WrongKind { .. } => "wrong_kind",
@@ -431,6 +438,7 @@ pub fn kind_is_transient(kind: &str) -> bool {
     matches!(
         kind,
         "cancelled"
+            | "load_cancelled"
             | "deadline_exceeded"
             | "eval"
             | "session"

@@ -152,6 +152,33 @@ impl Model {
     /// [`LoadError`] naming the file and what is wrong with it; [`Error::InvalidOption`]
     /// for out-of-range options.
     pub fn load(files: &ModelFiles, options: &LoadOptions) -> Result<Self> {
+        Self::load_observed(files, options, |_| true)
+    }
+
+    /// Like [`load`](Self::load), and calls `progress` as the text model's
+    /// weights load, with the fraction done (`0.0` to `1.0`, as llama.cpp
+    /// reports it; the vision projector loads after it, without progress).
+    /// Returning `false` stops the load, which then fails with
+    /// [`LoadError::Cancelled`]: an app's cancel button.
+    ///
+    /// ```no_run
+    /// use smolvlm::{LoadOptions, Model, ModelFiles};
+    /// let files = ModelFiles::new("model.gguf", "mmproj.gguf");
+    /// let model = Model::load_observed(&files, &LoadOptions::default(), |done| {
+    ///     eprintln!("loading: {:.0} %", done * 100.0);
+    ///     true // false cancels
+    /// })?;
+    /// # Ok::<(), smolvlm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load), and [`LoadError::Cancelled`].
+    pub fn load_observed(
+        files: &ModelFiles,
+        options: &LoadOptions,
+        mut progress: impl FnMut(f32) -> bool + 'static,
+    ) -> Result<Self> {
         let _span = tracing::info_span!("load", model = %files.model.display()).entered();
         let started = Instant::now();
         options.validate()?;
@@ -160,13 +187,31 @@ impl Model {
         let model_path = utf8(&files.model)?;
         utf8(&files.mmproj)?;
 
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::clone(&stopped);
         let params = LlamaModelParams::default()
             .with_n_gpu_layers(options.gpu_layers)
             .with_use_mmap(options.mmap)
-            .with_use_mlock(options.mlock);
+            .with_use_mlock(options.mlock)
+            .with_progress_callback(move |done| {
+                // A panic must not unwind into llama.cpp: it stops the load.
+                let go_on =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| progress(done)))
+                        .unwrap_or(false);
+                if !go_on {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                go_on
+            });
         let llama = LlamaModel::load_from_file(backend, model_path, &params).map_err(|_| {
-            LoadError::ModelLoad {
-                path: files.model.clone(),
+            if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                LoadError::Cancelled {
+                    path: files.model.clone(),
+                }
+            } else {
+                LoadError::ModelLoad {
+                    path: files.model.clone(),
+                }
             }
         })?;
         check_kv_blocks(&llama, options)?;
