@@ -7,6 +7,8 @@ set -eu
 missing=""
 command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 command -v c++ >/dev/null 2>&1 || missing="$missing g++"
+# The C ABI test compiles a C program with `cc`.
+command -v cc >/dev/null 2>&1 || missing="$missing gcc"
 command -v clang >/dev/null 2>&1 || missing="$missing clang"
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
     && ! ldconfig -p 2>/dev/null | grep -q 'libclang.*\.so'; then

@@ -244,7 +244,7 @@ struct Shared {
 ///
 /// let model = Model::from_pretrained("SmolVLM-256M-Instruct")?;
 /// let worker = Worker::new(&model, 1, 16)?;
-/// let job = worker.submit(Request::new(std::path::PathBuf::from("photo.jpg"), "Describe this image."))?;
+/// let mut job = worker.submit(Request::new(std::path::PathBuf::from("photo.jpg"), "Describe this image."))?;
 /// // A UI polls `job.try_event()` each frame; a thread may block instead:
 /// for event in job.events() {
 ///     if let Event::Text(piece) = event {
