@@ -91,7 +91,7 @@ impl LegacyConfig {
         })
     }
 
-    fn parse(text: &str, toml: bool) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str, toml: bool) -> Result<Self, String> {
         if toml {
             let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
             serde_path_to_error::deserialize(de).map_err(|e| describe(e.path(), e.inner()))

@@ -1,0 +1,188 @@
+"""Caption images with SmolVLM in-process, through llama.cpp's mtmd.
+
+No server, no port, no HTTP: the model is loaded into this process once, and
+images go to it as pixels. The engine runs with the GIL released, so Python
+threads caption in parallel (each gets a session of its own).
+
+    import smolvlm
+    model = smolvlm.Model.from_pretrained("SmolVLM-256M-Instruct")
+    print(model.caption("photo.jpg").text)
+
+An image is a path (``str`` or ``os.PathLike``), encoded ``bytes``, a
+``PIL.Image.Image`` or a numpy ``HxWx3 uint8`` array.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
+
+from . import _native
+from ._native import (
+    Cancelled,
+    Caption,
+    CaptionError,
+    ConfigError,
+    HubError,
+    ImageError,
+    LoadError,
+    SmolVLMError,
+    Stream,
+)
+
+__all__ = [
+    "Model",
+    "Caption",
+    "Stream",
+    "SmolVLMError",
+    "LoadError",
+    "HubError",
+    "ImageError",
+    "CaptionError",
+    "Cancelled",
+    "ConfigError",
+    "DEFAULT_PROMPT",
+]
+
+__version__ = _native.__version__
+
+#: The prompt used when none is given.
+DEFAULT_PROMPT = _native.DEFAULT_PROMPT
+
+ImageLike = Any  # str | os.PathLike | bytes | PIL.Image.Image | numpy.ndarray
+
+
+def _image(image: ImageLike) -> "_native.Image":
+    """Turns what users hold into the native image type."""
+    if isinstance(image, _native.Image):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return _native.Image.path(os.fspath(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _native.Image.encoded(bytes(image))
+    # PIL, without importing it: anything with .convert() and .tobytes().
+    if hasattr(image, "convert") and hasattr(image, "tobytes") and hasattr(image, "size"):
+        rgb = image.convert("RGB")
+        width, height = rgb.size
+        return _native.Image.rgb(width, height, rgb.tobytes())
+    # numpy, likewise: an HxWx3 uint8 array.
+    shape = getattr(image, "shape", None)
+    dtype = getattr(image, "dtype", None)
+    if shape is not None and dtype is not None:
+        if len(shape) != 3 or shape[2] != 3 or str(dtype) != "uint8":
+            raise ImageError(
+                f"a numpy image must be HxWx3 uint8, got shape {tuple(shape)} dtype {dtype}"
+            )
+        import numpy  # only reached with a numpy array in hand
+
+        pixels = numpy.ascontiguousarray(image)
+        return _native.Image.rgb(int(shape[1]), int(shape[0]), pixels.tobytes())
+    raise TypeError(
+        "an image is a path, bytes, a PIL.Image.Image or an HxWx3 uint8 numpy array; "
+        f"got {type(image).__name__}"
+    )
+
+
+class Model:
+    """A loaded SmolVLM model pair (text model and vision projector).
+
+    ``Model(model_path, mmproj_path)`` loads local GGUF files;
+    ``Model.from_pretrained(name_or_repo)`` loads a preset or a Hugging Face
+    Hub repo, downloading it into the Hugging Face cache on first use.
+    ``threads`` is per session (default: every core); ``max_tiles`` caps the
+    tiles per image, the main speed dial.
+    """
+
+    def __init__(
+        self,
+        model_path: Union[str, os.PathLike],
+        mmproj_path: Union[str, os.PathLike],
+        threads: Optional[int] = None,
+        max_tiles: Optional[int] = None,
+    ) -> None:
+        self._native = _native.Model(
+            os.fspath(model_path), os.fspath(mmproj_path), threads, max_tiles
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_repo: Optional[str] = None,
+        offline: bool = False,
+        threads: Optional[int] = None,
+        max_tiles: Optional[int] = None,
+    ) -> "Model":
+        """A preset (``"SmolVLM-256M-Instruct"``, the default) or a Hub repo
+        (``"owner/name[@revision][:quantization]"``). ``offline=True`` uses
+        the cache only. ``HF_HOME``, ``HF_ENDPOINT`` and ``HF_TOKEN`` apply."""
+        model = cls.__new__(cls)
+        model._native = _native.Model.from_pretrained(name_or_repo, offline, threads, max_tiles)
+        return model
+
+    def info(self) -> dict:
+        """What the model is: files, architecture, sizes, tiles, threads."""
+        return self._native.info()
+
+    def caption(
+        self,
+        image: ImageLike,
+        prompt: str = DEFAULT_PROMPT,
+        max_tokens: Optional[int] = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+        stop: Sequence[str] = (),
+        timeout: Optional[float] = None,
+    ) -> Caption:
+        """Captions one image. Greedy by default: the same inputs give the
+        same text. ``timeout`` is seconds for the whole caption (then a
+        ``CaptionError`` of kind ``deadline_exceeded``). Raises ``ImageError``
+        or ``CaptionError``; every error has ``.kind``, a stable name."""
+        return self._native.caption(
+            _image(image), prompt, max_tokens, temperature, seed, list(stop), timeout
+        )
+
+    def stream(
+        self,
+        image: ImageLike,
+        prompt: str = DEFAULT_PROMPT,
+        max_tokens: Optional[int] = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+        stop: Sequence[str] = (),
+        timeout: Optional[float] = None,
+    ) -> Stream:
+        """Like ``caption``, yielding the text in pieces as it is generated.
+        After the loop, ``stream.caption`` holds the whole result;
+        ``stream.cancel()`` stops it early."""
+        return self._native.stream(
+            _image(image), prompt, max_tokens, temperature, seed, list(stop), timeout
+        )
+
+    def caption_many(
+        self,
+        images: Iterable[ImageLike],
+        prompt: str = DEFAULT_PROMPT,
+        max_tokens: Optional[int] = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+        stop: Sequence[str] = (),
+        timeout: Optional[float] = None,
+        parallel: int = 1,
+    ) -> List[Union[Caption, SmolVLMError]]:
+        """Captions many images, in order: the next images are decoded and
+        resized on another thread while the current one is captioned, and
+        ``parallel`` sessions caption at once. A failed image is its error
+        (an exception instance, not raised), so one bad file loses nothing."""
+        native = []
+        for item in images:
+            try:
+                native.append(_image(item))
+            except (TypeError, SmolVLMError) as e:
+                native.append(e)
+        ok = [img for img in native if isinstance(img, _native.Image)]
+        results = iter(
+            self._native.caption_many(
+                ok, prompt, max_tokens, temperature, seed, list(stop), timeout, parallel
+            )
+        )
+        return [next(results) if isinstance(img, _native.Image) else img for img in native]
