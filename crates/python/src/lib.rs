@@ -1,7 +1,7 @@
 //! The native half of the `smolvlm` Python package (`smolvlm._native`).
 //!
 //! The Python half (`python/smolvlm/`) turns paths, bytes, PIL images and
-//! numpy arrays into [`Image`]s and holds the docstrings users read; this
+//! numpy arrays into `Image`s and holds the docstrings users read; this
 //! module loads models, runs captions with the GIL released, and maps the
 //! library's errors onto typed exceptions carrying the error's `kind`.
 
