@@ -23,8 +23,13 @@ pub const FALLBACK_CHAT_TEMPLATE: &str = "<|im_start|>{% for message in messages
 pub enum Prompt {
     /// A user instruction, rendered with the chat template as one user turn
     /// holding the image and then this text, followed by the assistant prefix.
+    /// The text is tokenized as plain text: a user who types
+    /// `<end_of_utterance>`, `<|im_start|>` or the media marker gets those
+    /// characters, never the control token (the template's own text keeps
+    /// its special tokens).
     User(String),
-    /// A fully rendered prompt holding [`MEDIA_MARKER`] exactly once, used verbatim.
+    /// A fully rendered prompt holding [`MEDIA_MARKER`] exactly once, used
+    /// verbatim: its special tokens are parsed, on purpose.
     Raw(String),
 }
 
@@ -59,17 +64,53 @@ impl From<&String> for Prompt {
 pub(crate) struct RenderedPrompt {
     pub head: String,
     pub tail: String,
+    /// Where the user's own text lies in `tail`: it is tokenized as plain
+    /// text, so a user cannot type a control token (`<end_of_utterance>`,
+    /// `<|im_start|>`) into the prompt. `None` for a raw prompt, whose
+    /// special tokens are parsed on purpose.
+    pub user: Option<std::ops::Range<usize>>,
 }
+
+/// Stands in for the user's text while the template renders, so the text
+/// can be found afterwards whatever it contains. Private-use characters: no
+/// template emits them.
+const USER_TEXT: &str = "\u{F8FF}smolvlm:user-text\u{F8FF}";
 
 /// Renders `prompt` with `template` (or the fallback) and splits it at the marker.
 pub(crate) fn render(
     template: Option<&str>,
     prompt: &Prompt,
 ) -> Result<RenderedPrompt, CaptionError> {
-    let text = match prompt {
-        Prompt::Raw(raw) => raw.clone(),
-        Prompt::User(user) => render_user(template.unwrap_or(FALLBACK_CHAT_TEMPLATE), user)?,
+    let user = match prompt {
+        Prompt::Raw(raw) => return split_raw(raw),
+        Prompt::User(user) => user,
     };
+    if user.contains('\0') {
+        return Err(CaptionError::NulInPrompt);
+    }
+    let template = template.unwrap_or(FALLBACK_CHAT_TEMPLATE);
+    let rendered = split_raw(&render_user(template, USER_TEXT)?)?;
+    // The user's text goes where the stand-in landed, after the image; the
+    // template's own text around it keeps its special tokens.
+    if let Some((before, after)) = rendered.tail.split_once(USER_TEXT) {
+        if !after.contains(USER_TEXT) && !rendered.head.contains(USER_TEXT) {
+            return Ok(RenderedPrompt {
+                head: rendered.head,
+                user: Some(before.len()..before.len() + user.len()),
+                tail: format!("{before}{user}{after}"),
+            });
+        }
+    }
+    // A template that transforms, repeats or moves the text before the
+    // image: render the text itself, and parse the whole tail as before.
+    tracing::debug!(
+        "the chat template moved or changed the user's text; its special tokens are parsed"
+    );
+    split_raw(&render_user(template, user)?)
+}
+
+/// Splits a fully rendered prompt at its one media marker.
+fn split_raw(text: &str) -> Result<RenderedPrompt, CaptionError> {
     if text.contains('\0') {
         return Err(CaptionError::NulInPrompt);
     }
@@ -78,6 +119,7 @@ pub(crate) fn render(
         Some((before, after)) if found == 1 => Ok(RenderedPrompt {
             head: format!("{before}{MEDIA_MARKER}"),
             tail: after.to_owned(),
+            user: None,
         }),
         _ => Err(CaptionError::Marker {
             marker: MEDIA_MARKER,
@@ -154,6 +196,26 @@ mod tests {
         assert!(matches!(err, CaptionError::Template(_)));
         let err = render(Some("no image slot"), &"x".into()).unwrap_err();
         assert!(matches!(err, CaptionError::Template(_)));
+    }
+
+    #[test]
+    fn the_users_text_is_marked_as_plain_text() {
+        let user = "say <end_of_utterance> and <__media__>";
+        let r = render(None, &user.into()).unwrap();
+        assert_eq!(r.head, "<|im_start|>User:<__media__>");
+        assert_eq!(r.tail, format!("{user}<end_of_utterance>\nAssistant:"));
+        assert_eq!(r.user, Some(0..user.len()));
+        assert_eq!(
+            render(None, &Prompt::raw("a <__media__> b")).unwrap().user,
+            None
+        );
+    }
+
+    #[test]
+    fn a_template_that_changes_the_text_falls_back_to_parsing_it() {
+        let upper = "{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] | upper }}{% endif %}{% endfor %}{% endfor %}";
+        let r = render(Some(upper), &"hi".into()).unwrap();
+        assert_eq!((r.tail.as_str(), r.user.clone()), ("HI", None));
     }
 
     #[test]

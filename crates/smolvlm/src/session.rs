@@ -521,11 +521,20 @@ impl Session {
             .vision
             .tokenize(input, &[bitmap])
             .map_err(|e| CaptionError::Tokenize(e.to_string()))?;
-        let tail = self
-            .model
-            .llama()
-            .vocab()
-            .tokenize(prompt.tail.as_bytes(), false, true);
+        let vocab = self.model.llama().vocab();
+        let tail = match &prompt.user {
+            // The user's text as plain text, the template's around it with
+            // its special tokens.
+            Some(user) => {
+                let (before, rest) = prompt.tail.split_at(user.start);
+                let (text, after) = rest.split_at(user.end - user.start);
+                let mut tokens = vocab.tokenize(before.as_bytes(), false, true);
+                tokens.extend(vocab.tokenize(text.as_bytes(), false, false));
+                tokens.extend(vocab.tokenize(after.as_bytes(), false, true));
+                tokens
+            }
+            None => vocab.tokenize(prompt.tail.as_bytes(), false, true),
+        };
 
         let (mut image_tokens, mut image_chunks, mut largest) = (0, 0, 0);
         for chunk in (0..chunks.len()).filter_map(|i| chunks.get(i)) {
