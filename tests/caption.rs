@@ -1,6 +1,6 @@
 //! What a caption is: tokens, tiles, determinism, streaming, prompts.
 
-use smolvlm::{FinishReason, LoadOptions, Prompt};
+use smolvlm::{FinishReason, GenerationOptions, LoadOptions, Prompt};
 use smolvlm_testkit::images::{gradient, noise, write_png};
 use smolvlm_testkit::TinyModelSpec;
 
@@ -323,4 +323,127 @@ fn control_tokens_a_user_types_are_plain_text_and_raw_prompts_keep_theirs() {
     let without = session.caption(&img, "what is ?", &greedy()).unwrap();
     assert_eq!(marker.image_tokens, without.image_tokens);
     assert!(marker.prompt_tokens > without.prompt_tokens);
+}
+
+/// A bounded schema: whatever the sampler draws, the output is short. The
+/// tags are ASCII words: llama.cpp's grammar counts a string's characters
+/// on the bytes the model emits, and the random-weight model emits lone
+/// UTF-8 continuation bytes, which decode to one U+FFFD each, so a
+/// `maxLength` can be exceeded by the decoded text (seen: 8 allowed, 11
+/// decoded).
+const TAGS_SCHEMA: &str = r#"{
+  "type": "object",
+  "properties": {
+    "ok": {"type": "boolean"},
+    "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]{1,8}$"}, "maxItems": 3}
+  },
+  "required": ["ok", "tags"],
+  "additionalProperties": false
+}"#;
+
+/// Under a JSON schema, every output at temperature 1 parses and follows the
+/// schema: 100 seeds on the random-weight tiny model.
+#[test]
+fn a_hundred_sampled_outputs_under_a_schema_all_parse_and_validate() {
+    let mut session = model().session().unwrap();
+    let img = gradient(64, 48);
+    let mut distinct = std::collections::HashSet::new();
+    for seed in 0..100 {
+        let options = GenerationOptions::default()
+            .with_temperature(1.0)
+            .with_seed(seed)
+            .with_max_tokens(200)
+            .with_json_schema(TAGS_SCHEMA);
+        let caption = session
+            .caption(&img, "Describe this image as JSON.", &options)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let json = caption
+            .json
+            .as_ref()
+            .unwrap_or_else(|| panic!("seed {seed}: no json"));
+        assert_eq!(
+            json,
+            &serde_json::from_str::<serde_json::Value>(&caption.text).unwrap()
+        );
+        let object = json
+            .as_object()
+            .unwrap_or_else(|| panic!("seed {seed}: {json}"));
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["ok", "tags"], "seed {seed}: {json}");
+        assert!(object["ok"].is_boolean(), "seed {seed}: {json}");
+        let tags = object["tags"]
+            .as_array()
+            .unwrap_or_else(|| panic!("seed {seed}: {json}"));
+        assert!(tags.len() <= 3, "seed {seed}: {json}");
+        for tag in tags {
+            let tag = tag
+                .as_str()
+                .unwrap_or_else(|| panic!("seed {seed}: {json}"));
+            assert!(tag.chars().count() <= 8, "seed {seed}: {json}");
+        }
+        assert_eq!(caption.finish, FinishReason::EndOfText, "seed {seed}");
+        distinct.insert(caption.text);
+    }
+    assert!(distinct.len() > 10, "the seeds hardly vary: {distinct:?}");
+}
+
+#[test]
+fn a_grammar_constrains_the_output_and_bad_constraints_fail_before_the_image_is_read() {
+    let mut session = model().session().unwrap();
+    let img = gradient(64, 48);
+    for seed in 0..10 {
+        let options = GenerationOptions::default()
+            .with_temperature(1.0)
+            .with_seed(seed)
+            .with_grammar(r#"root ::= "yes" | "no""#);
+        let caption = session.caption(&img, "Is it red?", &options).unwrap();
+        assert!(
+            ["yes", "no"].contains(&caption.text.as_str()),
+            "{:?}",
+            caption.text
+        );
+        assert_eq!(caption.json, None);
+    }
+    // No image is read: the missing file would be image_read otherwise.
+    let missing = std::path::Path::new("/nonexistent/photo.png");
+    for (options, name) in [
+        (
+            GenerationOptions::default().with_json_schema("{not json"),
+            "json_schema",
+        ),
+        (
+            GenerationOptions::default().with_json_schema("[1, 2]"),
+            "json_schema",
+        ),
+        (
+            GenerationOptions::default().with_grammar("root ::= ("),
+            "grammar",
+        ),
+        (
+            GenerationOptions::default().with_grammar("start ::= \"x\""),
+            "grammar",
+        ),
+    ] {
+        match session.caption(missing, "x", &options) {
+            Err(smolvlm::Error::InvalidOption { name: got, .. }) => assert_eq!(got, name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // Output cut short is a typed error that keeps the text.
+    let short = GenerationOptions::default()
+        .with_max_tokens(2)
+        .with_json_schema(TAGS_SCHEMA);
+    match session.caption(&img, "x", &short) {
+        Err(smolvlm::Error::Caption(smolvlm::CaptionError::IncompleteJson {
+            text,
+            finish,
+            ..
+        })) => {
+            assert_eq!(finish, FinishReason::MaxTokens);
+            assert!(text.starts_with('{'), "{text:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_captions_like_a_fresh_session(&mut session, &img);
 }

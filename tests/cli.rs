@@ -504,3 +504,82 @@ fn print_config_shows_the_engine_settings() {
     let big = print_config(&["--ubatch-size", "4096"]);
     assert_eq!(big["ubatch_size"], 2048, "{big}");
 }
+
+#[test]
+fn json_schema_records_hold_the_parsed_value_and_bad_constraints_exit_2_before_any_image() {
+    let dir = TempDir::new("cli-json");
+    let (a, b) = (dir.path("a.png"), dir.path("b.png"));
+    write_png(&gradient(320, 240), &a).unwrap();
+    write_png(&noise(320, 240, 2), &b).unwrap();
+    let schema = dir.path("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]{1,6}$"}, "maxItems": 2}}, "required": ["tags"]}"#,
+    )
+    .unwrap();
+    let out_file = dir.path("out.jsonl");
+    let f = files();
+    let mut args = caption_args(&f, &[]);
+    // Room for the JSON: replace caption_args' -n 8.
+    args.truncate(args.len() - 2);
+    args.extend_from_slice(&[
+        "-n".as_ref(),
+        "200".as_ref(),
+        "--temperature".as_ref(),
+        "1".as_ref(),
+        "--json-schema".as_ref(),
+        schema.as_os_str(),
+        "-o".as_ref(),
+        out_file.as_os_str(),
+        a.as_os_str(),
+        b.as_os_str(),
+    ]);
+    let out = smolvlm(&args);
+    assert!(out.status.success(), "{}", dump(&out));
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        let json = &record["json"];
+        assert!(json["tags"].is_array(), "{record}");
+        assert_eq!(
+            json,
+            &serde_json::from_str::<serde_json::Value>(record["caption"].as_str().unwrap())
+                .unwrap()
+        );
+    }
+
+    // A schema that is not JSON, and a grammar the model refuses: exit 2,
+    // and no image is captioned (no record file).
+    let bad_schema = dir.path("bad.json");
+    std::fs::write(&bad_schema, "{not json").unwrap();
+    let bad_grammar = dir.path("bad.gbnf");
+    std::fs::write(&bad_grammar, "root ::= (").unwrap();
+    for (flag, file) in [("--json-schema", &bad_schema), ("--grammar", &bad_grammar)] {
+        let none = dir.path("none.jsonl");
+        let mut args = caption_args(&f, &[]);
+        args.extend_from_slice(&[
+            flag.as_ref(),
+            file.as_os_str(),
+            "-o".as_ref(),
+            none.as_os_str(),
+            a.as_os_str(),
+        ]);
+        let out = smolvlm(&args);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", dump(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&flag[2..].replace('-', "_")),
+            "{flag}: {}",
+            dump(&out)
+        );
+        let written = std::fs::read_to_string(&none).unwrap_or_default();
+        assert!(
+            written.is_empty(),
+            "{flag}: records were written: {written}"
+        );
+    }
+}

@@ -281,6 +281,22 @@ pub struct CaptionArgs {
     /// Stop generating at this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Constrain each caption to JSON following the JSON Schema in FILE.
+    ///
+    /// Each JSONL record then holds the parsed value under "json" (the
+    /// caption field keeps the text; CSV and txt records hold the text). A
+    /// bad schema stops the run before any image is read (exit 2). Output
+    /// cut short by --max-tokens is an error record of kind incomplete_json:
+    /// give it room.
+    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Constrain each caption to the GBNF grammar in FILE (llama.cpp's
+    /// grammar format; the root rule is `root`).
+    ///
+    /// A grammar llama.cpp refuses stops the run before any image is read
+    /// (exit 2).
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
     /// Per-image deadline in seconds [default: the config's timeout, else none].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,

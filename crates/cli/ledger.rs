@@ -372,6 +372,7 @@ mod tests {
                     tiles: 4,
                     finish: "max_tokens",
                     timings: smolvlm::Timings::default(),
+                    json: None,
                 })
             } else {
                 Outcome::Failed {

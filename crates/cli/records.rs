@@ -63,6 +63,8 @@ pub struct Captioned {
     pub finish: &'static str,
     /// Per-stage times.
     pub timings: Timings,
+    /// The caption parsed as JSON, under `--json-schema`.
+    pub json: Option<serde_json::Value>,
 }
 
 impl Captioned {
@@ -77,6 +79,7 @@ impl Captioned {
             tiles: c.tiles,
             finish: finish_name(c.finish),
             timings: c.timings,
+            json: c.json.clone(),
         }
     }
 }
@@ -118,6 +121,8 @@ struct JsonRecord<'a> {
     ms: Option<JsonTimings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<JsonError<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -205,6 +210,7 @@ impl Record {
             finish: None,
             ms: None,
             error: None,
+            json: None,
         };
         match &self.outcome {
             Outcome::Captioned(c) => {
@@ -215,6 +221,7 @@ impl Record {
                 json.tiles = Some(c.tiles);
                 json.finish = Some(c.finish);
                 json.ms = Some(JsonTimings::new(&c.timings));
+                json.json = c.json.as_ref();
             }
             Outcome::Failed { kind, message } => {
                 json.error = Some(JsonError { kind, message });
@@ -309,6 +316,7 @@ mod tests {
                 tiles: 12,
                 finish: "end_of_text",
                 timings: Timings::default(),
+                json: None,
             }),
         }
     }

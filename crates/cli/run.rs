@@ -92,6 +92,11 @@ fn caption_jobs(
         return Ok(());
     }
     let model = settings.model.load()?;
+    // A grammar the model's vocabulary refuses stops the run: every image
+    // would fail the same way.
+    model
+        .check_generation(&settings.generation)
+        .map_err(|e| e.to_string())?;
     // A signal during the load stops the run before it starts.
     if STOP.load(Ordering::SeqCst) {
         return Ok(());

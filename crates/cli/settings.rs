@@ -71,7 +71,7 @@ impl Settings {
         }
         Ok(Self {
             prompt: prompt(args, &model),
-            generation: generation(args, &model),
+            generation: generation(args, &model)?,
             parallel: parallel as usize,
             prep_threads: args.prep_threads as usize,
             output: args.output.clone(),
@@ -202,7 +202,7 @@ fn format_of(path: &Path) -> Format {
     }
 }
 
-fn generation(args: &CaptionArgs, model: &ModelSettings) -> GenerationOptions {
+fn generation(args: &CaptionArgs, model: &ModelSettings) -> Result<GenerationOptions, String> {
     let max_tokens = args
         .max_tokens
         .or(model.preset.map(|p| p.max_tokens))
@@ -219,7 +219,18 @@ fn generation(args: &CaptionArgs, model: &ModelSettings) -> GenerationOptions {
     if let Some(deadline) = model.timeout {
         options = options.with_deadline(deadline);
     }
-    options
+    let read = |flag: &str, path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("{flag} '{}': {e}", path.display()))
+    };
+    if let Some(path) = &args.json_schema {
+        options = options.with_json_schema(read("--json-schema", path)?);
+    }
+    if let Some(path) = &args.grammar {
+        options = options.with_grammar(read("--grammar", path)?);
+    }
+    // What needs no model (a schema's conversion, ranges) fails here, exit 2.
+    options.validate().map_err(|e| e.to_string())?;
+    Ok(options)
 }
 
 fn prompt(args: &CaptionArgs, model: &ModelSettings) -> Prompt {

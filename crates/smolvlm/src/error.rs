@@ -279,6 +279,17 @@ pub enum CaptionError {
     /// The prompt contains a NUL byte, which cannot cross into C.
     #[error("prompt contains a NUL byte")]
     NulInPrompt,
+    /// The output was to be JSON (a schema was given) but does not parse:
+    /// generation ended first (`max_tokens`, a stop string, a full context).
+    #[error("the output is not complete JSON ({message}); generation ended with {finish:?}: raise max_tokens")]
+    IncompleteJson {
+        /// What was generated.
+        text: String,
+        /// Why generation ended.
+        finish: crate::FinishReason,
+        /// The JSON parser's complaint.
+        message: String,
+    },
     /// mtmd could not tokenize or preprocess the prompt and image.
     #[error("mtmd failed to tokenize the prompt and image: {0}")]
     Tokenize(String),
@@ -383,6 +394,7 @@ impl Error {
                 CaptionError::Template(_) => "template",
                 CaptionError::NulInPrompt => "nul_in_prompt",
                 CaptionError::Tokenize(_) => "tokenize",
+                CaptionError::IncompleteJson { .. } => "incomplete_json",
                 CaptionError::Eval { .. } => "eval",
             },
             Self::Hub(e) => e.kind(),

@@ -75,6 +75,16 @@ pub struct GenerationOptions {
     // A second token, honoured as well: a worker's job cancel beside the
     // caller's own token.
     also_cancel: Option<CancelToken>,
+    constraint: Option<Constraint>,
+}
+
+/// What the output must follow.
+#[derive(Debug, Clone, PartialEq)]
+enum Constraint {
+    /// A GBNF grammar, its root rule `root`.
+    Grammar(String),
+    /// A JSON schema, as text.
+    JsonSchema(String),
 }
 
 impl Default for GenerationOptions {
@@ -92,11 +102,81 @@ impl Default for GenerationOptions {
             deadline: None,
             cancel: None,
             also_cancel: None,
+            constraint: None,
         }
     }
 }
 
 impl GenerationOptions {
+    /// Constrains the output to a GBNF grammar (llama.cpp's grammar format;
+    /// the root rule is `root`). An invalid grammar is
+    /// [`Error::InvalidOption`] (`grammar`) before any image is read.
+    ///
+    /// ```
+    /// let yes_no = smolvlm::GenerationOptions::default().with_grammar(r#"root ::= "yes" | "no""#);
+    /// # let _ = yes_no;
+    /// ```
+    #[must_use]
+    pub fn with_grammar(mut self, gbnf: impl Into<String>) -> Self {
+        self.constraint = Some(Constraint::Grammar(gbnf.into()));
+        self
+    }
+
+    /// Constrains the output to JSON that follows `schema` (a JSON Schema, as
+    /// text), through llama.cpp's schema-to-grammar conversion. The caption
+    /// then carries the parsed value in [`Caption::json`](crate::Caption::json).
+    /// An invalid schema is [`Error::InvalidOption`] (`json_schema`) before any
+    /// image is read; output cut short by `max_tokens` is
+    /// [`CaptionError::IncompleteJson`]. Give it room: `max_tokens` is not
+    /// raised for you.
+    ///
+    /// ```
+    /// let tags = smolvlm::GenerationOptions::default().with_max_tokens(128).with_json_schema(
+    ///     r#"{"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}, "required": ["tags"]}"#,
+    /// );
+    /// # let _ = tags;
+    /// ```
+    #[must_use]
+    pub fn with_json_schema(mut self, schema: impl Into<String>) -> Self {
+        self.constraint = Some(Constraint::JsonSchema(schema.into()));
+        self
+    }
+
+    /// Whether the output must be JSON (a schema was given).
+    #[must_use]
+    pub fn wants_json(&self) -> bool {
+        matches!(self.constraint, Some(Constraint::JsonSchema(_)))
+    }
+
+    /// The grammar these options constrain the output to, if any, checked:
+    /// a schema is converted to its grammar here.
+    pub(crate) fn grammar(&self) -> Result<Option<String>> {
+        match &self.constraint {
+            None => Ok(None),
+            Some(Constraint::Grammar(gbnf)) => {
+                if gbnf.contains('\0') {
+                    return Err(Error::invalid("grammar", "contains a NUL byte"));
+                }
+                Ok(Some(gbnf.clone()))
+            }
+            Some(Constraint::JsonSchema(schema)) => {
+                let parsed: serde_json::Value = serde_json::from_str(schema)
+                    .map_err(|e| Error::invalid("json_schema", format!("not JSON: {e}")))?;
+                if !parsed.is_object() && !parsed.is_boolean() {
+                    return Err(Error::invalid("json_schema", "a schema is a JSON object"));
+                }
+                llama_cpp_2::json_schema_to_grammar(schema)
+                    .map(Some)
+                    .map_err(|e| {
+                        Error::invalid(
+                            "json_schema",
+                            format!("cannot be converted to a grammar: {e}"),
+                        )
+                    })
+            }
+        }
+    }
+
     /// Most tokens to generate (default 256).
     #[must_use]
     pub fn with_max_tokens(mut self, n: u32) -> Self {
@@ -198,7 +278,15 @@ impl GenerationOptions {
         self.temperature == 0.0
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks the options that need no model: ranges, stop strings, and a
+    /// JSON schema's conversion to a grammar. A grammar's syntax is checked
+    /// against a model's vocabulary by [`Model::check_generation`](crate::Model::check_generation).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] naming the option.
+    pub fn validate(&self) -> Result<()> {
+        self.grammar()?;
         if self.max_tokens == 0 {
             return Err(Error::invalid("max_tokens", "must be at least 1"));
         }
@@ -229,9 +317,24 @@ impl GenerationOptions {
         Ok(())
     }
 
-    /// The llama.cpp sampler chain these options describe, for a vocabulary of `n_vocab`.
-    pub(crate) fn sampler(&self, n_vocab: i32) -> LlamaSampler {
+    /// The llama.cpp sampler chain these options describe for `model`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] for a grammar or schema llama.cpp refuses.
+    pub(crate) fn sampler(&self, model: &llama_cpp_2::model::LlamaModel) -> Result<LlamaSampler> {
+        let n_vocab = model.n_vocab();
         let mut chain = Vec::new();
+        if let Some(gbnf) = self.grammar()? {
+            let name = if self.wants_json() {
+                "json_schema"
+            } else {
+                "grammar"
+            };
+            chain.push(LlamaSampler::grammar(model, &gbnf, "root").map_err(|e| {
+                Error::invalid(name, format!("llama.cpp refuses the grammar: {e}"))
+            })?);
+        }
         if self.repeat_penalty != 1.0 {
             let last_n = i32::try_from(self.repeat_last_n).unwrap_or(i32::MAX);
             chain.push(LlamaSampler::penalties(
@@ -259,7 +362,7 @@ impl GenerationOptions {
             chain.push(LlamaSampler::temp(self.temperature));
             chain.push(LlamaSampler::dist(self.seed));
         }
-        LlamaSampler::chain_simple(chain)
+        Ok(LlamaSampler::chain_simple(chain))
     }
 
     /// A checker for the deadline and cancel token of a caption started at `started`.

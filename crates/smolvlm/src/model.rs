@@ -234,6 +234,20 @@ impl Model {
         })
     }
 
+    /// Checks `options` against this model before any image is read: what
+    /// [`GenerationOptions::validate`](crate::GenerationOptions::validate)
+    /// checks, and that llama.cpp accepts the grammar or schema with this
+    /// model's vocabulary. Every caption checks the same first; this lets a
+    /// batch tool refuse bad options once, up front.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] naming the option.
+    pub fn check_generation(&self, options: &crate::GenerationOptions) -> Result<()> {
+        options.validate()?;
+        options.sampler(self.llama()).map(|_| ())
+    }
+
     /// Opens a session: one llama context (one KV cache) for one worker thread.
     ///
     /// # Errors

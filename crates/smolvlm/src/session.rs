@@ -106,6 +106,9 @@ pub struct Caption {
     pub finish: FinishReason,
     /// Time per stage.
     pub timings: Timings,
+    /// The output parsed as JSON, with
+    /// [`GenerationOptions::with_json_schema`]; `None` otherwise.
+    pub json: Option<serde_json::Value>,
 }
 
 /// What an image and prompt cost in tokens, from [`Session::tokenize`].
@@ -328,6 +331,8 @@ impl Session {
         let started = Instant::now();
         let _span = tracing::debug_span!("caption").entered();
         options.validate()?;
+        // A bad grammar or schema fails here, before the image is read.
+        let sampler = options.sampler(self.model.llama())?;
         let watchdog = options.watchdog(started);
         let mut timings = Timings::default();
 
@@ -349,13 +354,28 @@ impl Session {
         });
 
         let t = Instant::now();
-        let generated = self.generate(n_past, options, &watchdog, &mut |piece: &str| {
+        let generated = self.generate(n_past, options, sampler, &watchdog, &mut |piece: &str| {
             if !piece.is_empty() {
                 observer(Progress::Text(piece));
             }
         });
         timings.generate = t.elapsed();
         let (text, tokens, finish) = generated?;
+        let json = if options.wants_json() {
+            match serde_json::from_str(&text) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    return Err(CaptionError::IncompleteJson {
+                        text,
+                        finish,
+                        message: e.to_string(),
+                    }
+                    .into())
+                }
+            }
+        } else {
+            None
+        };
         timings.total = started.elapsed();
         tracing::debug!(?timings, tokens = tokens.len(), "caption done");
         Ok(Caption {
@@ -366,6 +386,7 @@ impl Session {
             tiles: tokenized.tiles,
             finish,
             timings,
+            json,
         })
     }
 
@@ -640,6 +661,7 @@ impl Session {
         &mut self,
         mut n_past: i32,
         options: &GenerationOptions,
+        mut sampler: llama_cpp_2::sampling::LlamaSampler,
         watchdog: &Watchdog<'_>,
         on_text: &mut impl FnMut(&str),
     ) -> Result<(String, Vec<i32>, FinishReason)> {
@@ -648,7 +670,6 @@ impl Session {
         // hold `self` while tokens are decoded.
         let model = self.model.clone();
         let vocab = model.llama().vocab();
-        let mut sampler = options.sampler(model.llama().n_vocab());
         let mut text = CaptionText::new(options.stop());
         let mut tokens = Vec::new();
         let n_ctx = i32::try_from(self.ctx().n_ctx()).unwrap_or(i32::MAX);
