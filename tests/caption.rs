@@ -447,3 +447,80 @@ fn a_grammar_constrains_the_output_and_bad_constraints_fail_before_the_image_is_
     }
     assert_captions_like_a_fresh_session(&mut session, &img);
 }
+
+/// Ten prompts about one image encode it once (the KV cache keeps the
+/// image), and each answer equals a fresh session's. Another image
+/// replaces it: the cache holds one image.
+#[test]
+fn ten_prompts_about_one_image_encode_it_once_and_answer_as_fresh_sessions_do() {
+    let mut session = model().session().unwrap();
+    let img = gradient(200, 150);
+    let prompts = [
+        "Describe this image.",
+        "List three tags.",
+        "What colour is it?",
+        "Is it a photo?",
+        "Count the objects.",
+        "Where was it taken?",
+        "Describe this image.",
+        "One word.",
+        "What is in the corner?",
+        "Describe this image.",
+    ];
+    let mut encodes = 0;
+    for prompt in prompts {
+        let caption = session.caption(&img, prompt, &greedy()).unwrap();
+        if !caption.reused_image {
+            encodes += 1;
+        } else {
+            assert_eq!(caption.timings.encode, std::time::Duration::ZERO);
+        }
+        let fresh = model()
+            .session()
+            .unwrap()
+            .caption(&img, prompt, &greedy())
+            .unwrap();
+        assert!(!fresh.reused_image);
+        assert_eq!(caption.tokens, fresh.tokens, "{prompt}");
+        assert_eq!(caption.prompt_tokens, fresh.prompt_tokens, "{prompt}");
+    }
+    assert_eq!(encodes, 1);
+    // Another image is encoded, and then the first one again.
+    let other = session
+        .caption(&noise(120, 90, 4), "Describe this image.", &greedy())
+        .unwrap();
+    assert!(!other.reused_image);
+    let again = session.caption(&img, "One word.", &greedy()).unwrap();
+    assert!(!again.reused_image);
+    // The same pixels from another source are the same image.
+    let png = {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut bytes, image::ImageFormat::Png)
+            .unwrap();
+        bytes.into_inner()
+    };
+    let from_bytes = session
+        .caption(png.as_slice(), "One word.", &greedy())
+        .unwrap();
+    assert!(from_bytes.reused_image);
+    assert_eq!(from_bytes.tokens, again.tokens);
+    // A failed caption in between leaves nothing wrong behind.
+    assert!(session.caption(b"junk".as_slice(), "x", &greedy()).is_err());
+    let after = session
+        .caption(&img, "Describe this image.", &greedy())
+        .unwrap();
+    assert_eq!(
+        after.tokens,
+        session_fresh_tokens(&img, "Describe this image.")
+    );
+}
+
+fn session_fresh_tokens(img: &image::RgbImage, prompt: &str) -> Vec<i32> {
+    model()
+        .session()
+        .unwrap()
+        .caption(img, prompt, &greedy())
+        .unwrap()
+        .tokens
+}

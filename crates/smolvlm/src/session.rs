@@ -109,6 +109,11 @@ pub struct Caption {
     /// The output parsed as JSON, with
     /// [`GenerationOptions::with_json_schema`]; `None` otherwise.
     pub json: Option<serde_json::Value>,
+    /// Whether the image was not encoded again: the previous caption of this
+    /// session had the same image (the same pixels after preparation) and
+    /// the same text before it, so its tokens were still in the KV cache.
+    /// Then `timings.encode` is zero.
+    pub reused_image: bool,
 }
 
 /// What an image and prompt cost in tokens, from [`Session::tokenize`].
@@ -149,8 +154,14 @@ pub struct TokenCount {
 /// [`LoadOptions::threads`](crate::LoadOptions::threads) cores: split the
 /// cores between them.
 ///
-/// A session captions any number of images in a row; every caption starts
-/// from an empty KV cache, so its result equals a fresh session's.
+/// A session captions any number of images in a row, and every result
+/// equals a fresh session's. Several prompts about one image in a row encode
+/// it once: the session keeps the last caption's image (its tokens, and the
+/// text before them) in its KV cache, keyed by a hash of that text and of
+/// the prepared pixels, never by a path. The next caption with the same key
+/// evaluates only its own text ([`Caption::reused_image`]); any other image
+/// replaces it. So the cache holds one image per session and costs no
+/// memory beyond the KV cache a session has anyway.
 pub struct Session {
     model: Model,
     preprocessor: Preprocessor,
@@ -161,6 +172,8 @@ pub struct Session {
     batch: LlamaBatch<'static>,
     n_batch: u32,
     piece: Vec<u8>,
+    // What the KV cache holds from the last caption, if it can be reused.
+    cached_head: Option<CachedHead>,
 }
 
 // Pinned at compile time: sessions move between threads, models are shared.
@@ -196,6 +209,28 @@ struct Tokenized {
     tail: Vec<LlamaToken>,
     image_tokens: usize,
     tiles: usize,
+    /// A hash of what the head's KV entries depend on: the text before the
+    /// image and the image's pixels as mtmd sees them.
+    head_key: u64,
+}
+
+/// The head (the text before the image, and the image) of the last caption,
+/// left in the KV cache for the next caption of the same image.
+#[derive(Debug, Clone, Copy)]
+struct CachedHead {
+    key: u64,
+    n_past: i32,
+}
+
+/// The key of a head: its text and the pixels mtmd gets (the settings that
+/// shaped them are in the pixels), never a path or an address.
+fn head_key(head: &str, bitmap: &MtmdBitmap) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    head.hash(&mut hasher);
+    (bitmap.nx(), bitmap.ny()).hash(&mut hasher);
+    bitmap.data().hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Session {
@@ -222,6 +257,7 @@ impl Session {
             batch: LlamaBatch::new(n_batch as usize, 1),
             n_batch,
             piece: Vec::new(),
+            cached_head: None,
         };
         if options.warmup() {
             session.warm_up()?;
@@ -248,6 +284,7 @@ impl Session {
             ctx.clear_kv_cache();
             ctx.reset_timings();
         });
+        self.cached_head = None;
         tracing::debug!(elapsed = ?started.elapsed(), "session warmed up");
         Ok(())
     }
@@ -345,9 +382,8 @@ impl Session {
             tiles: tokenized.tiles,
         });
 
-        // Whatever a previous (possibly failed) caption left behind goes now.
-        self.text.with_dependent_mut(|_, ctx| ctx.clear_kv_cache());
-        let n_past = self.prefill(&tokenized, &watchdog, &mut timings)?;
+        let reused_image = self.reuse_head(&tokenized);
+        let n_past = self.prefill(&tokenized, reused_image, &watchdog, &mut timings)?;
         observer(Progress::Prefilled {
             encode: timings.encode,
             prefill: timings.prefill,
@@ -387,6 +423,7 @@ impl Session {
             finish,
             timings,
             json,
+            reused_image: reused_image.is_some(),
         })
     }
 
@@ -479,7 +516,8 @@ impl Session {
         watchdog.check(Stage::Tokenize)?;
         let t = Instant::now();
         let prompt = render(self.model.chat_template(), &prompt)?;
-        let tokenized = self.tokenize_chunks(&prompt, &bitmap)?;
+        let mut tokenized = self.tokenize_chunks(&prompt, &bitmap)?;
+        tokenized.head_key = head_key(&prompt.head, &bitmap);
         timings.tokenize = t.elapsed();
         Ok(tokenized)
     }
@@ -595,6 +633,7 @@ impl Session {
             tail,
             image_tokens,
             tiles: image_chunks - overview,
+            head_key: 0,
         })
     }
 
@@ -602,11 +641,52 @@ impl Session {
     fn prefill(
         &mut self,
         tokenized: &Tokenized,
+        reused: Option<i32>,
         watchdog: &Watchdog<'_>,
         timings: &mut Timings,
     ) -> Result<i32> {
         let _span = tracing::debug_span!("prefill").entered();
         watchdog.check(Stage::Prefill)?;
+        let started = Instant::now();
+        let n_past = match reused {
+            // The head's KV entries are there already: no encode.
+            Some(n_past) => n_past,
+            None => self.prefill_head(tokenized, timings)?,
+        };
+        self.prefill_tail(tokenized, n_past, started, watchdog, timings)
+    }
+
+    /// Whether the KV cache holds this caption's head from the last one (the
+    /// same text before the same pixels), and the position after it; then
+    /// everything after the head is removed. Otherwise the cache is cleared.
+    fn reuse_head(&mut self, tokenized: &Tokenized) -> Option<i32> {
+        let cached = self.cached_head.take();
+        // With no text after the image, the head's last logits are needed:
+        // they are not kept, so the head is evaluated again.
+        let reusable = cached.filter(|c| c.key == tokenized.head_key && !tokenized.tail.is_empty());
+        let reused = reusable.and_then(|c| {
+            let from = u32::try_from(c.n_past).ok()?;
+            let removed = self
+                .text
+                .with_dependent_mut(|_, ctx| ctx.clear_kv_cache_seq(Some(0), Some(from), None));
+            matches!(removed, Ok(true)).then_some(c)
+        });
+        match reused {
+            Some(c) => {
+                self.cached_head = Some(c);
+                Some(c.n_past)
+            }
+            None => {
+                // Whatever a previous (possibly failed) caption left behind goes now.
+                self.text.with_dependent_mut(|_, ctx| ctx.clear_kv_cache());
+                None
+            }
+        }
+    }
+
+    /// Evaluates the head (text up to and including the image); returns the
+    /// next position, and keeps the head for the next caption.
+    fn prefill_head(&mut self, tokenized: &Tokenized, timings: &mut Timings) -> Result<i32> {
         let started = Instant::now();
         // The head (text up to and including the image) goes through mtmd,
         // which encodes each tile and decodes its embeddings. llama.cpp's
@@ -633,7 +713,22 @@ impl Session {
         let decoded =
             Duration::from_secs_f64((decoding.t_p_eval_ms() + decoding.t_eval_ms()).max(0.0) / 1e3);
         timings.encode = head.saturating_sub(decoded);
+        self.cached_head = Some(CachedHead {
+            key: tokenized.head_key,
+            n_past,
+        });
+        Ok(n_past)
+    }
 
+    /// Evaluates the text after the image from `n_past`; returns the next position.
+    fn prefill_tail(
+        &mut self,
+        tokenized: &Tokenized,
+        n_past: i32,
+        started: Instant,
+        watchdog: &Watchdog<'_>,
+        timings: &mut Timings,
+    ) -> Result<i32> {
         let mut n_past = n_past;
         let n_batch = self.n_batch as usize;
         let last = tokenized.tail.len().saturating_sub(1);
