@@ -4,6 +4,10 @@
 //! `src/session_check.rs`.
 #![no_main]
 
+// The prepare target's check, for its decoding limits.
+#[path = "../src/check.rs"]
+#[allow(dead_code)]
+mod check;
 #[path = "../src/session_check.rs"]
 mod session_check;
 

@@ -516,6 +516,31 @@ unsafe fn caption(
     Ok(c_string(&caption.text).into_raw())
 }
 
+/// The body of the `_with` calls: options from their handle, errors and
+/// panics into `*err`.
+///
+/// # Safety
+///
+/// As [`caption`] and [`options_or_default`]; `err` is `NULL` or writable.
+#[allow(clippy::too_many_arguments)]
+unsafe fn caption_with(
+    err: *mut *mut smolvlm_error,
+    s: *mut smolvlm_session,
+    image: impl FnOnce() -> Result<Image<'static>, smolvlm_error>,
+    prompt: *const c_char,
+    options: *const smolvlm_options,
+    on_text: smolvlm_text_fn,
+    user: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as this function's contract.
+    unsafe {
+        guard(err, std::ptr::null_mut(), || {
+            let options = options_or_default(options);
+            caption(s, image, prompt, &options, on_text, user)
+        })
+    }
+}
+
 /// Options from a handle, or the defaults with `max_tokens` for `NULL`.
 ///
 /// # Safety
@@ -581,19 +606,18 @@ pub unsafe extern "C" fn smolvlm_caption_file_with(
     user: *mut c_void,
     err: *mut *mut smolvlm_error,
 ) -> *mut c_char {
-    // SAFETY: as this function's contract.
+    // SAFETY: as this function's contract; the image path is read only
+    // during the call.
     unsafe {
-        guard(err, std::ptr::null_mut(), || {
-            let options = options_or_default(options);
-            caption(
-                s,
-                || Ok(Image::Path(Path::new(text_arg(image_path, "image_path")?))),
-                prompt,
-                &options,
-                on_text,
-                user,
-            )
-        })
+        caption_with(
+            err,
+            s,
+            || Ok(Image::Path(Path::new(text_arg(image_path, "image_path")?))),
+            prompt,
+            options,
+            on_text,
+            user,
+        )
     }
 }
 
@@ -617,24 +641,22 @@ pub unsafe extern "C" fn smolvlm_caption_bytes_with(
 ) -> *mut c_char {
     // SAFETY: as this function's contract.
     unsafe {
-        guard(err, std::ptr::null_mut(), || {
-            let options = options_or_default(options);
-            caption(
-                s,
-                || {
-                    if data.is_null() {
-                        return Err(smolvlm_error::invalid("data is NULL"));
-                    }
-                    // SAFETY: readable for `len` bytes (the contract), and
-                    // only read before this call returns.
-                    Ok(Image::Bytes(std::slice::from_raw_parts(data, len)))
-                },
-                prompt,
-                &options,
-                on_text,
-                user,
-            )
-        })
+        caption_with(
+            err,
+            s,
+            || {
+                if data.is_null() {
+                    return Err(smolvlm_error::invalid("data is NULL"));
+                }
+                // SAFETY: readable for `len` bytes (the contract), and only
+                // read before this call returns.
+                Ok(Image::Bytes(std::slice::from_raw_parts(data, len)))
+            },
+            prompt,
+            options,
+            on_text,
+            user,
+        )
     }
 }
 
@@ -660,31 +682,29 @@ pub unsafe extern "C" fn smolvlm_caption_rgb_with(
 ) -> *mut c_char {
     // SAFETY: as this function's contract.
     unsafe {
-        guard(err, std::ptr::null_mut(), || {
-            let options = options_or_default(options);
-            caption(
-                s,
-                || {
-                    if rgb.is_null() {
-                        return Err(smolvlm_error::invalid("rgb is NULL"));
-                    }
-                    let len = (width as usize)
-                        .checked_mul(height as usize)
-                        .and_then(|n| n.checked_mul(3))
-                        .ok_or_else(|| smolvlm_error::invalid("width * height * 3 overflows"))?;
-                    // SAFETY: readable for `width * height * 3` bytes (the
-                    // contract); copied here.
-                    let pixels = std::slice::from_raw_parts(rgb, len).to_vec();
-                    let image = image::RgbImage::from_raw(width, height, pixels)
-                        .ok_or_else(|| smolvlm_error::invalid("the pixel buffer size"))?;
-                    Ok(Image::Rgb(image))
-                },
-                prompt,
-                &options,
-                on_text,
-                user,
-            )
-        })
+        caption_with(
+            err,
+            s,
+            || {
+                if rgb.is_null() {
+                    return Err(smolvlm_error::invalid("rgb is NULL"));
+                }
+                let len = (width as usize)
+                    .checked_mul(height as usize)
+                    .and_then(|n| n.checked_mul(3))
+                    .ok_or_else(|| smolvlm_error::invalid("width * height * 3 overflows"))?;
+                // SAFETY: readable for `width * height * 3` bytes (the
+                // contract); copied here.
+                let pixels = std::slice::from_raw_parts(rgb, len).to_vec();
+                let image = image::RgbImage::from_raw(width, height, pixels)
+                    .ok_or_else(|| smolvlm_error::invalid("the pixel buffer size"))?;
+                Ok(Image::Rgb(image))
+            },
+            prompt,
+            options,
+            on_text,
+            user,
+        )
     }
 }
 
