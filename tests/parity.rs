@@ -102,9 +102,14 @@ const ATTEMPTS: usize = 10;
 
 /// Runs `llama-mtmd-cli` greedily on one image.
 fn mtmd_cli_caption(bin: &Path, image: &Path, threads: u32) -> Reference {
+    mtmd_cli_answer(bin, &[image], threads)
+}
+
+/// Runs `llama-mtmd-cli` greedily on images given by one `--image` each.
+fn mtmd_cli_answer(bin: &Path, images: &[&Path], threads: u32) -> Reference {
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        let out = run_mtmd_cli(bin, image, threads);
+        let out = run_mtmd_cli(bin, images, threads);
         if let Some(reference) = parse(&out) {
             return reference;
         }
@@ -118,16 +123,19 @@ fn mtmd_cli_caption(bin: &Path, image: &Path, threads: u32) -> Reference {
     );
 }
 
-fn run_mtmd_cli(bin: &Path, image: &Path, threads: u32) -> Output {
+fn run_mtmd_cli(bin: &Path, images: &[&Path], threads: u32) -> Output {
     let f = files();
     let (threads, max_tokens) = (threads.to_string(), MAX_TOKENS.to_string());
-    let args: [&OsStr; 18] = [
+    let mut args: Vec<&OsStr> = vec![
         "-m".as_ref(),
         f.model.as_os_str(),
         "--mmproj".as_ref(),
         f.mmproj.as_os_str(),
-        "--image".as_ref(),
-        image.as_os_str(),
+    ];
+    for image in images {
+        args.extend(["--image".as_ref(), image.as_os_str()]);
+    }
+    args.extend::<[&OsStr; 12]>([
         "-p".as_ref(),
         "Describe this image.".as_ref(),
         "-n".as_ref(),
@@ -142,7 +150,7 @@ fn run_mtmd_cli(bin: &Path, image: &Path, threads: u32) -> Output {
         // timings printed last, without the debug flood.
         "-lv".as_ref(),
         "4".as_ref(),
-    ];
+    ]);
     // No inherited LLAMA_ARG_* (read as defaults by llama.cpp's argument
     // parser), OMP_* or HF_* variables.
     let out = Command::new(bin)
@@ -325,4 +333,47 @@ fn captions_match_llama_mtmd_cli() {
         "captions differ from llama-mtmd-cli's:\n{}",
         failures.join("\n")
     );
+}
+
+/// Two images in one prompt: `llama-mtmd-cli` given both `--image` flags
+/// puts a marker before the prompt for each, in order; the library given
+/// the same rendered prompt and images must generate the same tokens. The
+/// images are at their planned sizes, so neither side resizes them.
+#[test]
+#[ignore = "needs llama-mtmd-cli: SMOLVLM_MTMD_CLI=$(sh scripts/build-mtmd-cli.sh | tail -n 1) cargo test --release --test tests parity -- --ignored (CI runs it)"]
+fn two_images_match_llama_mtmd_cli() {
+    let bin = mtmd_cli();
+    let dir = TempDir::new("parity-two");
+    let images = [noise(256, 192, 11), gradient(128, 256)];
+    let paths: Vec<PathBuf> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| {
+            let path = dir.path(&format!("{i}.png"));
+            write_png(img, &path).unwrap();
+            path
+        })
+        .collect();
+    let prompt = MTMD_CLI_PROMPT.replace("<__media__>", "<__media__><__media__>");
+    for order in [[0, 1], [1, 0]] {
+        let reference = mtmd_cli_answer(&bin, &[&paths[order[0]], &paths[order[1]]], 2);
+        for presize in [false, true] {
+            let mut session = model().session().unwrap();
+            session.set_image_options(ImageOptions::default().with_presize(presize));
+            let ours_now = session
+                .ask(
+                    &[(&images[order[0]]).into(), (&images[order[1]]).into()],
+                    Prompt::raw(prompt.clone()),
+                    &greedy(),
+                )
+                .unwrap();
+            assert_eq!(ours_now.images, 2);
+            assert_eq!(
+                ours(&ours_now),
+                theirs(&reference),
+                "order {order:?}, presize {presize}: tokens {:?}",
+                ours_now.tokens
+            );
+        }
+    }
 }

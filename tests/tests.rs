@@ -10,6 +10,7 @@ mod batch;
 mod caption;
 mod cli;
 mod concurrency;
+mod conversation;
 mod engine;
 mod errors;
 mod hub;

@@ -265,13 +265,16 @@ pub enum CaptionError {
         /// The session's batch size.
         n_batch: u32,
     },
-    /// A raw prompt must contain the media marker exactly once.
-    #[error("raw prompt must contain the media marker '{marker}' exactly once, found {found}")]
+    /// A raw prompt must contain the media marker once per image (or
+    /// video frame), in order.
+    #[error("raw prompt must contain the media marker '{marker}' once per image ({expected}), found {found}")]
     Marker {
         /// The marker expected.
         marker: &'static str,
         /// How many were found.
         found: usize,
+        /// How many images were given.
+        expected: usize,
     },
     /// The chat template could not be rendered.
     #[error("cannot render the chat template: {0} (pass a raw prompt instead)")]

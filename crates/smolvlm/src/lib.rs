@@ -31,6 +31,7 @@
 #![doc = include_str!("../docs/library.md")]
 #![deny(missing_docs)]
 
+mod conversation;
 mod error;
 mod generation;
 pub mod gguf;
@@ -46,6 +47,7 @@ mod source;
 mod text;
 mod worker;
 
+pub use crate::conversation::{Conversation, Message, Part, Role};
 pub use crate::error::{
     kind_is_transient, CaptionError, Error, FileRole, ImageError, LoadError, Result, Stage,
 };

@@ -58,169 +58,447 @@ impl From<&String> for Prompt {
     }
 }
 
-/// A rendered prompt split at the media marker: `head` ends with the marker
-/// (mtmd tokenizes it with the image), `tail` is the text after it.
+/// A rendered prompt, in the order it is tokenized.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RenderedPrompt {
-    pub head: String,
-    pub tail: String,
-    /// Where the user's own text lies in `tail`: it is tokenized as plain
-    /// text, so a user cannot type a control token (`<end_of_utterance>`,
-    /// `<|im_start|>`) into the prompt. `None` for a raw prompt, whose
-    /// special tokens are parsed on purpose.
-    pub user: Option<std::ops::Range<usize>>,
+pub(crate) enum Segment {
+    /// The template's own text (or a raw prompt's): special tokens parsed.
+    Special(String),
+    /// A user's or the assistant's text: tokenized as plain text, so a user
+    /// cannot type a control token (`<end_of_utterance>`, `<|im_start|>`)
+    /// or a second image into the prompt.
+    Plain(String),
+    /// The image (or video frame) of this index, in the order given.
+    Image(usize),
 }
 
-/// Stands in for the user's text while the template renders, so the text
-/// can be found afterwards whatever it contains. Private-use characters: no
-/// template emits them.
-const USER_TEXT: &str = "\u{F8FF}smolvlm:user-text\u{F8FF}";
+/// One part of a message, as the renderer sees it.
+#[derive(Debug, Clone)]
+pub(crate) enum RenderPart<'a> {
+    /// Text, placed where the template puts it.
+    Text(&'a str),
+    /// The image of this index: the template emits `<image>` for it.
+    Image(usize),
+    /// Segments placed where the template puts a text part (a video: its
+    /// introduction, timestamps and frames).
+    Block(Vec<Segment>),
+}
 
-/// Renders `prompt` with `template` (or the fallback) and splits it at the marker.
+/// One message, as the renderer sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct RenderMessage<'a> {
+    pub role: &'static str,
+    pub parts: Vec<RenderPart<'a>>,
+}
+
+/// Stands in for a text part or block while the template renders, so it can
+/// be found afterwards whatever it contains: private-use characters around
+/// its index. No template emits them.
+const STAND_IN: char = '\u{F8FF}';
+
+/// Lower-case letters in the stand-in, so a template that changes the
+/// text's case is noticed too.
+const STAND_IN_NAME: &str = "smolvlm-text-";
+
+fn stand_in(id: usize) -> String {
+    format!("{STAND_IN}{STAND_IN_NAME}{id}{STAND_IN}")
+}
+
+/// What the template emits for an image part.
+const TEMPLATE_IMAGE: &str = "<image>";
+
+/// Renders `prompt` about `images` images with `template` (or the fallback).
+/// A user prompt is one user turn holding the images and then the text; a
+/// raw prompt must hold the media marker once per image.
 pub(crate) fn render(
     template: Option<&str>,
     prompt: &Prompt,
-) -> Result<RenderedPrompt, CaptionError> {
+    images: usize,
+) -> Result<Vec<Segment>, CaptionError> {
     let user = match prompt {
-        Prompt::Raw(raw) => return split_raw(raw),
+        Prompt::Raw(raw) => return split_raw(raw, images),
         Prompt::User(user) => user,
     };
-    if user.contains('\0') {
-        return Err(CaptionError::NulInPrompt);
-    }
-    let template = template.unwrap_or(FALLBACK_CHAT_TEMPLATE);
-    let rendered = split_raw(&render_user(template, USER_TEXT)?)?;
-    // The user's text goes where the stand-in landed, after the image; the
-    // template's own text around it keeps its special tokens.
-    if let Some((before, after)) = rendered.tail.split_once(USER_TEXT) {
-        if !after.contains(USER_TEXT) && !rendered.head.contains(USER_TEXT) {
-            return Ok(RenderedPrompt {
-                head: rendered.head,
-                user: Some(before.len()..before.len() + user.len()),
-                tail: format!("{before}{user}{after}"),
-            });
-        }
-    }
-    // A template that transforms, repeats or moves the text before the
-    // image: render the text itself, and parse the whole tail as before.
-    tracing::debug!(
-        "the chat template moved or changed the user's text; its special tokens are parsed"
-    );
-    split_raw(&render_user(template, user)?)
+    let mut parts: Vec<RenderPart<'_>> = (0..images).map(RenderPart::Image).collect();
+    parts.push(RenderPart::Text(user));
+    render_messages(
+        template,
+        &[RenderMessage {
+            role: "user",
+            parts,
+        }],
+        true,
+    )
 }
 
-/// Splits a fully rendered prompt at its one media marker.
-fn split_raw(text: &str) -> Result<RenderedPrompt, CaptionError> {
+/// Renders messages with the chat template as the reference SmolVLM
+/// processor does, then puts the media marker where the template emits
+/// `<image>` and each text where its stand-in landed.
+pub(crate) fn render_messages(
+    template: Option<&str>,
+    messages: &[RenderMessage<'_>],
+    add_generation_prompt: bool,
+) -> Result<Vec<Segment>, CaptionError> {
+    for message in messages {
+        for part in &message.parts {
+            if matches!(part, RenderPart::Text(text) if text.contains('\0')) {
+                return Err(CaptionError::NulInPrompt);
+            }
+        }
+    }
+    let template = template.unwrap_or(FALLBACK_CHAT_TEMPLATE);
+    let texts: Vec<&RenderPart<'_>> = messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .filter(|p| !matches!(p, RenderPart::Image(_)))
+        .collect();
+    let image_ids: Vec<usize> = messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .filter_map(|p| match p {
+            RenderPart::Image(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let images = image_ids.len();
+    let rendered = render_template(template, messages, add_generation_prompt, true)?;
+    let segments = match place(&rendered, &texts, &image_ids) {
+        Ok(segments) => segments,
+        // A template that transforms, repeats or moves text: render the text
+        // itself and parse it with the template's (only without blocks,
+        // whose frames must stay where they are).
+        Err(_) if !texts.iter().any(|p| matches!(p, RenderPart::Block(_))) => {
+            tracing::debug!(
+                "the chat template moved or changed the text; its special tokens are parsed"
+            );
+            let rendered = render_template(template, messages, add_generation_prompt, false)?;
+            let mut segments = split_at(&rendered, TEMPLATE_IMAGE, images).map_err(|_| {
+                CaptionError::Template(format!(
+                    "the template emitted {} <image> for {images} images",
+                    rendered.matches(TEMPLATE_IMAGE).count()
+                ))
+            })?;
+            for segment in &mut segments {
+                if let Segment::Image(n) = segment {
+                    *n = image_ids[*n];
+                }
+            }
+            segments
+        }
+        Err(e) => return Err(e),
+    };
+    if rendered.contains('\0') {
+        return Err(CaptionError::NulInPrompt);
+    }
+    let found = segments
+        .iter()
+        .filter(|s| matches!(s, Segment::Image(_)))
+        .count();
+    let expected = images + texts.iter().map(|p| block_images(p)).sum::<usize>();
+    if found != expected {
+        return Err(CaptionError::Template(format!(
+            "the template emitted {found} images where {expected} were given"
+        )));
+    }
+    Ok(segments)
+}
+
+/// Renders the messages with the template; texts and blocks are stand-ins
+/// (`stand_ins`) or, for a text, the text itself.
+fn render_template(
+    template: &str,
+    messages: &[RenderMessage<'_>],
+    add_generation_prompt: bool,
+    stand_ins: bool,
+) -> Result<String, CaptionError> {
+    let mut id = 0;
+    let values: Vec<minijinja::Value> = messages
+        .iter()
+        .map(|message| {
+            let content: Vec<minijinja::Value> = message
+                .parts
+                .iter()
+                .map(|part| {
+                    let text = match part {
+                        RenderPart::Image(_) => return minijinja::context! { type => "image" },
+                        RenderPart::Text(text) if !stand_ins => (*text).to_owned(),
+                        RenderPart::Text(_) | RenderPart::Block(_) => stand_in(id),
+                    };
+                    id += 1;
+                    minijinja::context! { type => "text", text => text }
+                })
+                .collect();
+            minijinja::context! { role => message.role, content => content }
+        })
+        .collect();
+    let env = minijinja::Environment::new();
+    env.template_from_str(template)
+        .and_then(|t| {
+            t.render(minijinja::context! {
+                messages => values,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => "",
+                eos_token => "<end_of_utterance>",
+            })
+        })
+        .map_err(|e| CaptionError::Template(e.to_string()))
+}
+
+fn block_images(part: &RenderPart<'_>) -> usize {
+    match part {
+        RenderPart::Block(segments) => segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Image(_)))
+            .count(),
+        _ => 0,
+    }
+}
+
+/// Splits the rendered text at the template's `<image>`s and the stand-ins,
+/// numbering images in the order they appear (blocks bring their own).
+fn place(
+    rendered: &str,
+    texts: &[&RenderPart<'_>],
+    image_ids: &[usize],
+) -> Result<Vec<Segment>, CaptionError> {
+    let mut segments = Vec::new();
+    let mut seen = vec![false; texts.len()];
+    let mut next_image = 0;
+    let mut rest = rendered;
+    let mut special = String::new();
+    loop {
+        let image_at = rest.find(TEMPLATE_IMAGE);
+        let stand_in_at = rest.find(STAND_IN);
+        let at = match (image_at, stand_in_at) {
+            (None, None) => break,
+            (Some(i), Some(s)) => i.min(s),
+            (Some(i), None) => i,
+            (None, Some(s)) => s,
+        };
+        special.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix(TEMPLATE_IMAGE) {
+            rest = after;
+            let Some(&id) = image_ids.get(next_image) else {
+                // More `<image>`s than image parts: the template's own text.
+                special.push_str(TEMPLATE_IMAGE);
+                continue;
+            };
+            flush(&mut segments, &mut special);
+            segments.push(Segment::Image(id));
+            next_image += 1;
+            continue;
+        }
+        let inner = &rest[STAND_IN.len_utf8()..];
+        let id = inner.find(STAND_IN).and_then(|end| {
+            let id = inner[..end]
+                .strip_prefix(STAND_IN_NAME)?
+                .parse::<usize>()
+                .ok()?;
+            Some((id, end))
+        });
+        let Some((id, end)) = id.filter(|(id, _)| *id < texts.len() && !seen[*id]) else {
+            return Err(CaptionError::Template(
+                "the chat template changed, repeated or dropped a message's text".to_owned(),
+            ));
+        };
+        seen[id] = true;
+        rest = &inner[end + STAND_IN.len_utf8()..];
+        flush(&mut segments, &mut special);
+        match texts[id] {
+            RenderPart::Text(text) => segments.push(Segment::Plain((*text).to_owned())),
+            RenderPart::Block(block) => segments.extend(block.iter().cloned()),
+            RenderPart::Image(_) => {}
+        }
+    }
+    special.push_str(rest);
+    flush(&mut segments, &mut special);
+    if seen.iter().any(|s| !s) {
+        return Err(CaptionError::Template(
+            "the chat template dropped a message's text".to_owned(),
+        ));
+    }
+    Ok(segments)
+}
+
+fn flush(segments: &mut Vec<Segment>, special: &mut String) {
+    if !special.is_empty() {
+        segments.push(Segment::Special(std::mem::take(special)));
+    }
+}
+
+/// Splits a fully rendered prompt at its media markers, one per image.
+fn split_raw(text: &str, images: usize) -> Result<Vec<Segment>, CaptionError> {
     if text.contains('\0') {
         return Err(CaptionError::NulInPrompt);
     }
-    let found = text.matches(MEDIA_MARKER).count();
-    match text.split_once(MEDIA_MARKER) {
-        Some((before, after)) if found == 1 => Ok(RenderedPrompt {
-            head: format!("{before}{MEDIA_MARKER}"),
-            tail: after.to_owned(),
-            user: None,
-        }),
-        _ => Err(CaptionError::Marker {
-            marker: MEDIA_MARKER,
-            found,
-        }),
-    }
+    split_at(text, MEDIA_MARKER, images)
 }
 
-/// Renders one user turn (image, then text) plus the generation prompt, the
-/// way the reference SmolVLM processor does, and puts the media marker where
-/// the template emits `<image>`.
-fn render_user(template: &str, user: &str) -> Result<String, CaptionError> {
-    let env = minijinja::Environment::new();
-    let tmpl = env
-        .template_from_str(template)
-        .map_err(|e| CaptionError::Template(e.to_string()))?;
-    let rendered = tmpl
-        .render(minijinja::context! {
-            messages => [minijinja::context! {
-                role => "user",
-                content => [
-                    minijinja::context! { type => "image" },
-                    minijinja::context! { type => "text", text => user },
-                ],
-            }],
-            add_generation_prompt => true,
-            bos_token => "",
-            eos_token => "<end_of_utterance>",
-        })
-        .map_err(|e| CaptionError::Template(e.to_string()))?;
-    // The template emits the image before the text, so the first `<image>` is its own.
-    match rendered.split_once("<image>") {
-        Some((before, after)) => Ok(format!("{before}{MEDIA_MARKER}{after}")),
-        None => Err(CaptionError::Template(
-            "the template emitted no <image> for the image part".to_owned(),
-        )),
+/// Splits text at `marker`, which must occur once per image.
+fn split_at(text: &str, marker: &'static str, images: usize) -> Result<Vec<Segment>, CaptionError> {
+    let found = text.matches(marker).count();
+    if found != images {
+        return Err(CaptionError::Marker {
+            marker,
+            found,
+            expected: images,
+        });
     }
+    let mut segments = Vec::new();
+    for (i, piece) in text.split(marker).enumerate() {
+        if i > 0 {
+            segments.push(Segment::Image(i - 1));
+        }
+        if !piece.is_empty() {
+            segments.push(Segment::Special(piece.to_owned()));
+        }
+    }
+    Ok(segments)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Segment::{Image, Plain, Special};
+
+    fn special(s: &str) -> Segment {
+        Special(s.to_owned())
+    }
+
+    fn plain(s: &str) -> Segment {
+        Plain(s.to_owned())
+    }
 
     #[test]
     fn user_prompt_renders_like_the_reference_processor() {
-        let r = render(None, &"Describe this image.".into()).unwrap();
-        assert_eq!(r.head, "<|im_start|>User:<__media__>");
-        assert_eq!(r.tail, "Describe this image.<end_of_utterance>\nAssistant:");
-    }
-
-    #[test]
-    fn user_text_containing_image_keeps_the_templates_slot_first() {
-        let r = render(None, &"what is <image>?".into()).unwrap();
-        assert_eq!(r.head, "<|im_start|>User:<__media__>");
-        assert!(r.tail.starts_with("what is <image>?"));
-    }
-
-    #[test]
-    fn raw_prompt_needs_exactly_one_marker() {
-        let none = render(None, &Prompt::raw("no marker")).unwrap_err();
-        assert!(matches!(none, CaptionError::Marker { found: 0, .. }));
-        let two = render(None, &Prompt::raw("<__media__><__media__>")).unwrap_err();
-        assert!(matches!(two, CaptionError::Marker { found: 2, .. }));
-        let ok = render(None, &Prompt::raw("a <__media__> b")).unwrap();
+        let r = render(None, &"Describe this image.".into(), 1).unwrap();
         assert_eq!(
-            (ok.head.as_str(), ok.tail.as_str()),
-            ("a <__media__>", " b")
+            r,
+            [
+                special("<|im_start|>User:"),
+                Image(0),
+                plain("Describe this image."),
+                special("<end_of_utterance>\nAssistant:"),
+            ]
         );
     }
 
     #[test]
+    fn several_images_come_first_in_order() {
+        let r = render(None, &"Compare them.".into(), 2).unwrap();
+        assert_eq!(
+            r,
+            [
+                special("<|im_start|>User:"),
+                Image(0),
+                Image(1),
+                plain("Compare them."),
+                special("<end_of_utterance>\nAssistant:"),
+            ]
+        );
+        // No image: the template's "User: " for a text-first turn.
+        let r = render(None, &"Hi".into(), 0).unwrap();
+        assert_eq!(r[0], special("<|im_start|>User: "));
+    }
+
+    #[test]
+    fn a_conversation_renders_every_turn_with_its_own_images() {
+        let messages = [
+            RenderMessage {
+                role: "user",
+                parts: vec![RenderPart::Image(0), RenderPart::Text("What is it?")],
+            },
+            RenderMessage {
+                role: "assistant",
+                parts: vec![RenderPart::Text("A cup.")],
+            },
+            RenderMessage {
+                role: "user",
+                parts: vec![RenderPart::Text("And this <image>?"), RenderPart::Image(1)],
+            },
+        ];
+        let r = render_messages(None, &messages, true).unwrap();
+        assert_eq!(
+            r,
+            [
+                special("<|im_start|>User:"),
+                Image(0),
+                plain("What is it?"),
+                special("<end_of_utterance>\nAssistant: "),
+                plain("A cup."),
+                special("<end_of_utterance>\nUser: "),
+                plain("And this <image>?"),
+                Image(1),
+                special("<end_of_utterance>\nAssistant:"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_block_goes_where_its_text_part_would() {
+        let block = vec![plain("intro\n"), plain("\nFrame from 00:00:"), Image(0)];
+        let messages = [RenderMessage {
+            role: "user",
+            parts: vec![RenderPart::Block(block), RenderPart::Text("What happens?")],
+        }];
+        let r = render_messages(None, &messages, true).unwrap();
+        assert_eq!(
+            r,
+            [
+                special("<|im_start|>User: "),
+                plain("intro\n"),
+                plain("\nFrame from 00:00:"),
+                Image(0),
+                plain("What happens?"),
+                special("<end_of_utterance>\nAssistant:"),
+            ]
+        );
+    }
+
+    #[test]
+    fn raw_prompt_needs_one_marker_per_image() {
+        let none = render(None, &Prompt::raw("no marker"), 1).unwrap_err();
+        assert!(matches!(
+            none,
+            CaptionError::Marker {
+                found: 0,
+                expected: 1,
+                ..
+            }
+        ));
+        let two = render(None, &Prompt::raw("<__media__><__media__>"), 1).unwrap_err();
+        assert!(matches!(two, CaptionError::Marker { found: 2, .. }));
+        let ok = render(None, &Prompt::raw("a <__media__> b"), 1).unwrap();
+        assert_eq!(ok, [special("a "), Image(0), special(" b")]);
+        let ok = render(None, &Prompt::raw("<__media__>x<__media__>"), 2).unwrap();
+        assert_eq!(ok, [Image(0), special("x"), Image(1)]);
+    }
+
+    #[test]
     fn broken_template_is_a_template_error() {
-        let err = render(Some("{% for %}"), &"x".into()).unwrap_err();
+        let err = render(Some("{% for %}"), &"x".into(), 1).unwrap_err();
         assert!(matches!(err, CaptionError::Template(_)));
-        let err = render(Some("no image slot"), &"x".into()).unwrap_err();
+        let err = render(Some("no image slot"), &"x".into(), 1).unwrap_err();
         assert!(matches!(err, CaptionError::Template(_)));
     }
 
     #[test]
     fn the_users_text_is_marked_as_plain_text() {
         let user = "say <end_of_utterance> and <__media__>";
-        let r = render(None, &user.into()).unwrap();
-        assert_eq!(r.head, "<|im_start|>User:<__media__>");
-        assert_eq!(r.tail, format!("{user}<end_of_utterance>\nAssistant:"));
-        assert_eq!(r.user, Some(0..user.len()));
-        assert_eq!(
-            render(None, &Prompt::raw("a <__media__> b")).unwrap().user,
-            None
-        );
+        let r = render(None, &user.into(), 1).unwrap();
+        assert_eq!(r[2], plain(user));
     }
 
     #[test]
     fn a_template_that_changes_the_text_falls_back_to_parsing_it() {
         let upper = "{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] | upper }}{% endif %}{% endfor %}{% endfor %}";
-        let r = render(Some(upper), &"hi".into()).unwrap();
-        assert_eq!((r.tail.as_str(), r.user.clone()), ("HI", None));
+        let r = render(Some(upper), &"hi".into(), 1).unwrap();
+        assert_eq!(r, [Image(0), special("HI")]);
     }
 
     #[test]
     fn nul_is_rejected() {
-        let err = render(None, &"a\0b".into()).unwrap_err();
+        let err = render(None, &"a\0b".into(), 1).unwrap_err();
         assert!(matches!(err, CaptionError::NulInPrompt));
     }
 }

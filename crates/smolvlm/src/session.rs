@@ -10,11 +10,12 @@ use llama_cpp_2::mtmd::{
 };
 use llama_cpp_2::token::LlamaToken;
 
+use crate::conversation::Conversation;
 use crate::error::{CaptionError, Error, ImageError, Result, Stage};
 use crate::generation::{GenerationOptions, Watchdog};
 use crate::image::{ImageInput, ImageOptions, Preprocessor};
 use crate::model::Model;
-use crate::prompt::{render, Prompt, RenderedPrompt};
+use crate::prompt::{render, Prompt, Segment, MEDIA_MARKER};
 use crate::text::CaptionText;
 
 /// What a caption has done so far, told as it happens by
@@ -109,11 +110,21 @@ pub struct Caption {
     /// The output parsed as JSON, with
     /// [`GenerationOptions::with_json_schema`]; `None` otherwise.
     pub json: Option<serde_json::Value>,
-    /// Whether the image was not encoded again: the previous caption of this
-    /// session had the same image (the same pixels after preparation) and
-    /// the same text before it, so its tokens were still in the KV cache.
-    /// Then `timings.encode` is zero.
+    /// Whether the prompt had images and none was encoded again: an earlier
+    /// call of this session had the same images (the same pixels after
+    /// preparation) after the same text, so their tokens were still in the
+    /// KV cache. Then `timings.encode` is zero.
     pub reused_image: bool,
+    /// Images (and video frames) in the prompt.
+    pub images: usize,
+    /// Of those, how many the vision encoder encoded in this call; the
+    /// others were in the KV cache already.
+    pub images_encoded: usize,
+    /// Prompt tokens (positions) whose KV entries this call reused from the
+    /// last one instead of evaluating them: the part of the prompt that
+    /// began the same way. A follow-up in a conversation reuses all of it
+    /// but its new turn.
+    pub cached_tokens: usize,
 }
 
 /// What an image and prompt cost in tokens, from [`Session::tokenize`].
@@ -172,8 +183,8 @@ pub struct Session {
     batch: LlamaBatch<'static>,
     n_batch: u32,
     piece: Vec<u8>,
-    // What the KV cache holds from the last caption, if it can be reused.
-    cached_head: Option<CachedHead>,
+    // What the KV cache holds, in order, for the next prompt to reuse.
+    ledger: Vec<Entry>,
 }
 
 // Pinned at compile time: sessions move between threads, models are shared.
@@ -203,31 +214,84 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// What tokenizing one prompt and image produced.
-struct Tokenized {
-    chunks: MtmdInputChunks,
-    tail: Vec<LlamaToken>,
+/// One entry of what the KV cache holds: a text token, or a whole image
+/// (its wrapper tokens and embeddings, as mtmd lays them out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Token(LlamaToken),
+    Image(ImageEntry),
+}
+
+/// An image's place in the KV cache and what it cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ImageEntry {
+    /// A hash of the pixels mtmd got (the settings that shaped them are in
+    /// the pixels), never a path or an address.
+    key: u64,
+    positions: i32,
     image_tokens: usize,
     tiles: usize,
-    /// A hash of what the head's KV entries depend on: the text before the
-    /// image and the image's pixels as mtmd sees them.
-    head_key: u64,
 }
 
-/// The head (the text before the image, and the image) of the last caption,
-/// left in the KV cache for the next caption of the same image.
-#[derive(Debug, Clone, Copy)]
-struct CachedHead {
-    key: u64,
-    n_past: i32,
+/// An image or video frame for a prompt.
+pub(crate) struct Media<'i> {
+    pub input: ImageInput<'i>,
+    /// Its key, when an earlier call computed it (a conversation keeps the
+    /// keys of its images, so a follow-up need not prepare them again).
+    pub key: Option<u64>,
+    /// Whether to hand the pixels to mtmd as they are, without planning a
+    /// grid (video frames, already at the tile size).
+    pub as_is: bool,
 }
 
-/// The key of a head: its text and the pixels mtmd gets (the settings that
-/// shaped them are in the pixels), never a path or an address.
-fn head_key(head: &str, bitmap: &MtmdBitmap) -> u64 {
+impl<'i> Media<'i> {
+    pub(crate) fn new(input: ImageInput<'i>) -> Self {
+        Self {
+            input,
+            key: None,
+            as_is: false,
+        }
+    }
+}
+
+/// A prompt tokenized: text tokens, and images by index, in order.
+#[derive(Debug)]
+enum Item {
+    Tokens(Vec<LlamaToken>),
+    Image(usize),
+}
+
+/// One image of a prompt, prepared and tokenized as far as needed.
+#[derive(Default)]
+struct Planned {
+    key: Option<u64>,
+    bitmap: Option<MtmdBitmap>,
+    chunks: Option<MtmdInputChunks>,
+    entry: Option<ImageEntry>,
+}
+
+/// What a prompt costs.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    positions: usize,
+    image_tokens: usize,
+    tiles: usize,
+    images: usize,
+}
+
+/// Where a prompt stops matching what the KV cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Start {
+    item: usize,
+    offset: usize,
+    entries: usize,
+    pos: i32,
+}
+
+/// The key of an image: the pixels mtmd gets.
+fn image_key(bitmap: &MtmdBitmap) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
-    head.hash(&mut hasher);
     (bitmap.nx(), bitmap.ny()).hash(&mut hasher);
     bitmap.data().hash(&mut hasher);
     hasher.finish()
@@ -257,7 +321,7 @@ impl Session {
             batch: LlamaBatch::new(n_batch as usize, 1),
             n_batch,
             piece: Vec::new(),
-            cached_head: None,
+            ledger: Vec::new(),
         };
         if options.warmup() {
             session.warm_up()?;
@@ -284,7 +348,7 @@ impl Session {
             ctx.clear_kv_cache();
             ctx.reset_timings();
         });
-        self.cached_head = None;
+        self.ledger.clear();
         tracing::debug!(elapsed = ?started.elapsed(), "session warmed up");
         Ok(())
     }
@@ -363,9 +427,139 @@ impl Session {
         image: impl Into<ImageInput<'i>>,
         prompt: impl Into<Prompt>,
         options: &GenerationOptions,
-        mut observer: impl FnMut(Progress<'_>),
+        observer: impl FnMut(Progress<'_>),
+    ) -> Result<Caption> {
+        self.ask_observed(&[image.into()], prompt, options, observer)
+    }
+
+    /// Answers one prompt about several images (or none), as
+    /// [`caption`](Self::caption) does about one: a user prompt is one user
+    /// turn holding the images in order and then the text; a raw prompt must
+    /// hold [`MEDIA_MARKER`](crate::MEDIA_MARKER) once per image.
+    ///
+    /// ```no_run
+    /// # let model: smolvlm::Model = unimplemented!();
+    /// use std::path::Path;
+    /// let mut session = model.session()?;
+    /// let images = [Path::new("before.jpg").into(), Path::new("after.jpg").into()];
+    /// let answer = session.ask(&images, "What changed?", &Default::default())?;
+    /// println!("{}", answer.text);
+    /// # Ok::<(), smolvlm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`caption`](Self::caption); a raw prompt with the wrong number of
+    /// markers is [`CaptionError::Marker`].
+    pub fn ask(
+        &mut self,
+        images: &[ImageInput<'_>],
+        prompt: impl Into<Prompt>,
+        options: &GenerationOptions,
+    ) -> Result<Caption> {
+        self.ask_observed(images, prompt, options, |_| {})
+    }
+
+    /// Like [`ask`](Self::ask), and tells `observer` what is done as it
+    /// happens, as [`caption_observed`](Self::caption_observed) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`ask`](Self::ask).
+    pub fn ask_observed(
+        &mut self,
+        images: &[ImageInput<'_>],
+        prompt: impl Into<Prompt>,
+        options: &GenerationOptions,
+        observer: impl FnMut(Progress<'_>),
     ) -> Result<Caption> {
         let started = Instant::now();
+        let segments = render(self.model.chat_template(), &prompt.into(), images.len())?;
+        let mut media: Vec<Media<'_>> = images.iter().cloned().map(Media::new).collect();
+        self.run(started, &segments, &mut media, options, observer)
+    }
+
+    /// Answers the conversation's last user turn, and appends the answer to
+    /// it as the assistant's turn. A follow-up evaluates only what is new:
+    /// the earlier turns and their images are still in this session's KV
+    /// cache, unless another prompt came in between (then whatever part of
+    /// the conversation is still there is reused, and the rest evaluated).
+    ///
+    /// ```no_run
+    /// # let model: smolvlm::Model = unimplemented!();
+    /// use smolvlm::{Conversation, GenerationOptions};
+    /// let mut session = model.session()?;
+    /// let mut chat = Conversation::new();
+    /// chat.user([std::path::PathBuf::from("photo.jpg")], "Describe this image.");
+    /// let first = session.reply(&mut chat, &GenerationOptions::default())?;
+    /// chat.user(None::<std::path::PathBuf>, "What colour is the cup?");
+    /// let follow_up = session.reply(&mut chat, &GenerationOptions::default())?;
+    /// assert_eq!(follow_up.images_encoded, 0);
+    /// # Ok::<(), smolvlm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ask`](Self::ask), and [`Error::InvalidOption`] (`conversation`)
+    /// when the conversation does not end with a user or system turn. On an
+    /// error the conversation is unchanged.
+    pub fn reply(
+        &mut self,
+        conversation: &mut Conversation,
+        options: &GenerationOptions,
+    ) -> Result<Caption> {
+        self.reply_observed(conversation, options, |_| {})
+    }
+
+    /// Like [`reply`](Self::reply), and tells `observer` what is done as it
+    /// happens, as [`caption_observed`](Self::caption_observed) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`reply`](Self::reply).
+    pub fn reply_observed(
+        &mut self,
+        conversation: &mut Conversation,
+        options: &GenerationOptions,
+        observer: impl FnMut(Progress<'_>),
+    ) -> Result<Caption> {
+        let started = Instant::now();
+        if !conversation.awaits_reply() {
+            return Err(Error::invalid(
+                "conversation",
+                "the last turn must be the user's (or the system's): there is nothing to answer",
+            ));
+        }
+        let sampling = self.image_options.clone();
+        let vision = self.model.vision();
+        let segments = conversation.render(self.model.chat_template())?;
+        let mut media = conversation.media(&(sampling.clone(), vision));
+        let caption = self.run(started, &segments, &mut media, options, observer)?;
+        let keys: Vec<Option<u64>> = media.iter().map(|m| m.key).collect();
+        drop(media);
+        conversation.remember(&(sampling, vision), &keys);
+        conversation.assistant(caption.text.trim());
+        Ok(caption)
+    }
+
+    /// Forgets what the KV cache holds: the next prompt starts from nothing.
+    /// A session forgets on its own whenever a prompt begins differently;
+    /// call this to free the cached state's meaning (the memory stays the
+    /// session's).
+    pub fn forget(&mut self) {
+        self.text.with_dependent_mut(|_, ctx| ctx.clear_kv_cache());
+        self.ledger.clear();
+    }
+
+    /// Tokenizes, evaluates and generates: the work behind every call.
+    fn run(
+        &mut self,
+        started: Instant,
+        segments: &[Segment],
+        media: &mut [Media<'_>],
+        options: &GenerationOptions,
+        mut observer: impl FnMut(Progress<'_>),
+    ) -> Result<Caption> {
         let _span = tracing::debug_span!("caption").entered();
         options.validate()?;
         // A bad grammar or schema fails here, before the image is read.
@@ -373,17 +567,19 @@ impl Session {
         let watchdog = options.watchdog(started);
         let mut timings = Timings::default();
 
-        let tokenized =
-            self.tokenize_input(image.into(), prompt.into(), &watchdog, &mut timings)?;
-        let prompt_tokens = tokenized.chunks.total_tokens() + tokenized.tail.len();
+        let t = Instant::now();
+        let (items, mut planned) = self.plan(segments, media, &watchdog, &mut timings)?;
+        let start = self.matching(&items, &mut planned);
+        let counts = self.count(&items, &mut planned, start, media, &mut timings)?;
+        timings.tokenize = t.elapsed().saturating_sub(timings.decode + timings.resize);
         observer(Progress::Tokenized {
-            prompt_tokens,
-            image_tokens: tokenized.image_tokens,
-            tiles: tokenized.tiles,
+            prompt_tokens: counts.positions,
+            image_tokens: counts.image_tokens,
+            tiles: counts.tiles,
         });
 
-        let reused_image = self.reuse_head(&tokenized);
-        let n_past = self.prefill(&tokenized, reused_image, &watchdog, &mut timings)?;
+        let (n_past, start, images_encoded) =
+            self.prefill(&items, &mut planned, start, media, &watchdog, &mut timings)?;
         observer(Progress::Prefilled {
             encode: timings.encode,
             prefill: timings.prefill,
@@ -412,18 +608,24 @@ impl Session {
         } else {
             None
         };
+        for (m, p) in media.iter_mut().zip(&planned) {
+            m.key = p.key;
+        }
         timings.total = started.elapsed();
         tracing::debug!(?timings, tokens = tokens.len(), "caption done");
         Ok(Caption {
             text,
             tokens,
-            prompt_tokens,
-            image_tokens: tokenized.image_tokens,
-            tiles: tokenized.tiles,
+            prompt_tokens: counts.positions,
+            image_tokens: counts.image_tokens,
+            tiles: counts.tiles,
             finish,
             timings,
             json,
-            reused_image: reused_image.is_some(),
+            reused_image: counts.images > 0 && images_encoded == 0,
+            images: counts.images,
+            images_encoded,
+            cached_tokens: usize::try_from(start.pos).unwrap_or(0),
         })
     }
 
@@ -443,13 +645,24 @@ impl Session {
         let options = GenerationOptions::default();
         let watchdog = options.watchdog(started);
         let mut timings = Timings::default();
-        let tokenized =
-            self.tokenize_input(image.into(), prompt.into(), &watchdog, &mut timings)?;
+        let segments = render(self.model.chat_template(), &prompt.into(), 1)?;
+        let mut media = [Media::new(image.into())];
+        let (items, mut planned) = self.plan(&segments, &mut media, &watchdog, &mut timings)?;
+        let nothing = Start {
+            item: 0,
+            offset: 0,
+            entries: 0,
+            pos: 0,
+        };
+        let counts = self.count(&items, &mut planned, nothing, &mut media, &mut timings)?;
         timings.total = started.elapsed();
+        timings.tokenize = timings
+            .total
+            .saturating_sub(timings.decode + timings.resize);
         Ok(TokenCount {
-            prompt_tokens: tokenized.chunks.total_tokens() + tokenized.tail.len(),
-            image_tokens: tokenized.image_tokens,
-            tiles: tokenized.tiles,
+            prompt_tokens: counts.positions,
+            image_tokens: counts.image_tokens,
+            tiles: counts.tiles,
             timings,
         })
     }
@@ -475,7 +688,7 @@ impl Session {
         let bitmap = MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw())
             .map_err(|e| CaptionError::Tokenize(e.to_string()))?;
         let input = MtmdInputText {
-            text: crate::prompt::MEDIA_MARKER.to_owned(),
+            text: MEDIA_MARKER.to_owned(),
             add_special: false,
             parse_special: true,
         };
@@ -499,27 +712,6 @@ impl Session {
                 },
             })?;
         Ok(started.elapsed())
-    }
-
-    /// Prepares the image, renders the prompt and tokenizes both.
-    fn tokenize_input(
-        &mut self,
-        image: ImageInput<'_>,
-        prompt: Prompt,
-        watchdog: &Watchdog<'_>,
-        timings: &mut Timings,
-    ) -> Result<Tokenized> {
-        let bitmap = {
-            let _span = tracing::debug_span!("prepare").entered();
-            self.bitmap(image, timings)?
-        };
-        watchdog.check(Stage::Tokenize)?;
-        let t = Instant::now();
-        let prompt = render(self.model.chat_template(), &prompt)?;
-        let mut tokenized = self.tokenize_chunks(&prompt, &bitmap)?;
-        tokenized.head_key = head_key(&prompt.head, &bitmap);
-        timings.tokenize = t.elapsed();
-        Ok(tokenized)
     }
 
     /// The image as an mtmd bitmap: prepared here, or (with
@@ -548,13 +740,16 @@ impl Session {
                 }
             };
             let bitmap = MtmdBitmap::from_buffer(&self.vision, &bytes, false)
-                .map_err(|_| ImageError::MtmdLoad { origin })?;
-            timings.decode = t.elapsed();
+                .ok()
+                // stb_image can "decode" a corrupt file to no pixels at all.
+                .filter(|b| b.nx() > 0 && b.ny() > 0)
+                .ok_or(ImageError::MtmdLoad { origin })?;
+            timings.decode += t.elapsed();
             return Ok(bitmap);
         }
         let prepared = self.preprocessor.prepare(image)?;
-        timings.decode = prepared.timings().decode;
-        timings.resize = prepared.timings().resize;
+        timings.decode += prepared.timings().decode;
+        timings.resize += prepared.timings().resize;
         let rgb = prepared.image();
         Ok(
             MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw()).map_err(|_| {
@@ -568,33 +763,199 @@ impl Session {
         )
     }
 
-    /// Tokenizes text and image, and checks every limit llama.cpp would abort on.
-    fn tokenize_chunks(&self, prompt: &RenderedPrompt, bitmap: &MtmdBitmap) -> Result<Tokenized> {
+    /// Prepares the images whose keys are not known yet (a key needs the
+    /// pixels) and tokenizes the text, in order.
+    fn plan(
+        &mut self,
+        segments: &[Segment],
+        media: &[Media<'_>],
+        watchdog: &Watchdog<'_>,
+        timings: &mut Timings,
+    ) -> Result<(Vec<Item>, Vec<Planned>)> {
+        let _span = tracing::debug_span!("prepare").entered();
+        let mut planned: Vec<Planned> = media
+            .iter()
+            .map(|m| Planned {
+                key: m.key,
+                ..Planned::default()
+            })
+            .collect();
+        for segment in segments {
+            let Segment::Image(i) = *segment else {
+                continue;
+            };
+            let (Some(p), Some(m)) = (planned.get_mut(i), media.get(i)) else {
+                return Err(Error::Internal(format!("the prompt names image {i}")));
+            };
+            if p.key.is_none() {
+                watchdog.check(Stage::Tokenize)?;
+                let bitmap = self.media_bitmap(m, timings)?;
+                p.key = Some(image_key(&bitmap));
+                p.bitmap = Some(bitmap);
+            }
+        }
+        watchdog.check(Stage::Tokenize)?;
+        // Text is tokenized segment by segment, as mtmd tokenizes the text
+        // between media markers: the template's with its special tokens, a
+        // user's as plain text. BOS and EOS as mtmd adds them.
+        let vocab = self.model.llama().vocab();
+        let mut items = Vec::new();
+        let mut tokens = Vec::new();
+        if vocab.should_add_bos() {
+            tokens.push(vocab.bos());
+        }
+        for segment in segments {
+            match segment {
+                Segment::Special(text) => {
+                    vocab.tokenize_into(text.as_bytes(), &mut tokens, false, true)
+                }
+                Segment::Plain(text) => {
+                    vocab.tokenize_into(text.as_bytes(), &mut tokens, false, false)
+                }
+                Segment::Image(i) => {
+                    if !tokens.is_empty() {
+                        items.push(Item::Tokens(std::mem::take(&mut tokens)));
+                    }
+                    items.push(Item::Image(*i));
+                }
+            }
+        }
+        if vocab.should_add_eos() {
+            tokens.push(vocab.eos());
+        }
+        if !tokens.is_empty() {
+            items.push(Item::Tokens(tokens));
+        }
+        if items.is_empty() {
+            return Err(CaptionError::Tokenize("the prompt is empty".to_owned()).into());
+        }
+        Ok((items, planned))
+    }
+
+    /// How much of the prompt the KV cache holds already, from the start:
+    /// text token by token, images whole by key. At least the last entry is
+    /// left to evaluate, for the logits the first token is sampled from.
+    fn matching(&self, items: &[Item], planned: &mut [Planned]) -> Start {
+        let mut at = Start {
+            item: 0,
+            offset: 0,
+            entries: 0,
+            pos: 0,
+        };
+        for (k, item) in items.iter().enumerate() {
+            at.item = k;
+            match item {
+                Item::Tokens(tokens) => {
+                    for (j, &token) in tokens.iter().enumerate() {
+                        if self.ledger.get(at.entries) != Some(&Entry::Token(token)) {
+                            at.offset = j;
+                            return at;
+                        }
+                        at.entries += 1;
+                        at.pos += 1;
+                    }
+                }
+                Item::Image(i) => match (self.ledger.get(at.entries), planned.get_mut(*i)) {
+                    (Some(Entry::Image(e)), Some(p)) if p.key == Some(e.key) => {
+                        p.entry = Some(*e);
+                        at.entries += 1;
+                        at.pos += e.positions;
+                    }
+                    _ => return at,
+                },
+            }
+        }
+        // All of it is there: evaluate its last entry again.
+        match (items.last(), self.ledger.get(at.entries.wrapping_sub(1))) {
+            (Some(Item::Tokens(tokens)), _) => Start {
+                item: items.len() - 1,
+                offset: tokens.len() - 1,
+                entries: at.entries - 1,
+                pos: at.pos - 1,
+            },
+            (Some(Item::Image(_)), Some(Entry::Image(e))) => Start {
+                item: items.len() - 1,
+                offset: 0,
+                entries: at.entries - 1,
+                pos: at.pos - e.positions,
+            },
+            _ => Start {
+                item: 0,
+                offset: 0,
+                entries: 0,
+                pos: 0,
+            },
+        }
+    }
+
+    /// Tokenizes the images from `start` on and counts the whole prompt;
+    /// checks every limit llama.cpp would abort on.
+    fn count(
+        &mut self,
+        items: &[Item],
+        planned: &mut [Planned],
+        start: Start,
+        media: &[Media<'_>],
+        timings: &mut Timings,
+    ) -> Result<Counts> {
         let _span = tracing::debug_span!("tokenize").entered();
+        let mut counts = Counts::default();
+        for (k, item) in items.iter().enumerate() {
+            match item {
+                Item::Tokens(tokens) => counts.positions += tokens.len(),
+                Item::Image(i) => {
+                    let (Some(p), Some(m)) = (planned.get_mut(*i), media.get(*i)) else {
+                        return Err(Error::Internal(format!("the prompt names image {i}")));
+                    };
+                    let entry = match p.entry {
+                        Some(entry) if k < start.item => entry,
+                        _ => self.tokenize_image(p, m, timings)?,
+                    };
+                    counts.images += 1;
+                    counts.positions += usize::try_from(entry.positions).unwrap_or(0);
+                    counts.image_tokens += entry.image_tokens;
+                    counts.tiles += entry.tiles;
+                }
+            }
+        }
+        let n_ctx = self.ctx().n_ctx();
+        // One slot must stay free for the first generated token.
+        if counts.positions >= n_ctx as usize {
+            return Err(CaptionError::PromptTooLong {
+                tokens: counts.positions,
+                image_tokens: counts.image_tokens,
+                n_ctx,
+            }
+            .into());
+        }
+        Ok(counts)
+    }
+
+    /// The image as mtmd tokenizes it alone (its wrapper text and its
+    /// tiles), ready to evaluate; checks what llama.cpp would abort on.
+    fn tokenize_image(
+        &mut self,
+        planned: &mut Planned,
+        media: &Media<'_>,
+        timings: &mut Timings,
+    ) -> Result<ImageEntry> {
+        if let (Some(_), Some(entry)) = (&planned.chunks, planned.entry) {
+            return Ok(entry);
+        }
+        let bitmap = match planned.bitmap.take() {
+            Some(bitmap) => bitmap,
+            None => self.media_bitmap(media, timings)?,
+        };
+        let key = image_key(&bitmap);
         let input = MtmdInputText {
-            text: prompt.head.clone(),
-            add_special: true,
+            text: MEDIA_MARKER.to_owned(),
+            add_special: false,
             parse_special: true,
         };
         let chunks = self
             .vision
-            .tokenize(input, &[bitmap])
+            .tokenize(input, &[&bitmap])
             .map_err(|e| CaptionError::Tokenize(e.to_string()))?;
-        let vocab = self.model.llama().vocab();
-        let tail = match &prompt.user {
-            // The user's text as plain text, the template's around it with
-            // its special tokens.
-            Some(user) => {
-                let (before, rest) = prompt.tail.split_at(user.start);
-                let (text, after) = rest.split_at(user.end - user.start);
-                let mut tokens = vocab.tokenize(before.as_bytes(), false, true);
-                tokens.extend(vocab.tokenize(text.as_bytes(), false, false));
-                tokens.extend(vocab.tokenize(after.as_bytes(), false, true));
-                tokens
-            }
-            None => vocab.tokenize(prompt.tail.as_bytes(), false, true),
-        };
-
         let (mut image_tokens, mut image_chunks, mut largest) = (0, 0, 0);
         for chunk in (0..chunks.len()).filter_map(|i| chunks.get(i)) {
             if chunk.chunk_type() == MtmdInputChunkType::Image {
@@ -602,17 +963,6 @@ impl Session {
                 image_chunks += 1;
                 largest = largest.max(chunk.n_tokens());
             }
-        }
-        let tokens = chunks.total_tokens() + tail.len();
-        let n_ctx = self.ctx().n_ctx();
-        // One slot must stay free for the first generated token.
-        if tokens >= n_ctx as usize {
-            return Err(CaptionError::PromptTooLong {
-                tokens,
-                image_tokens,
-                n_ctx,
-            }
-            .into());
         }
         // mtmd splits an image chunk by n_batch, which a causal projector
         // (idefics3, SmolVLM's) takes in any split. A non-causal one must
@@ -628,127 +978,165 @@ impl Session {
         }
         // idefics3 adds one overview image after the grid tiles.
         let overview = usize::from(self.model.is_tiled() && image_chunks > 0);
-        Ok(Tokenized {
-            chunks,
-            tail,
+        let entry = ImageEntry {
+            key,
+            positions: chunks.total_positions(),
             image_tokens,
             tiles: image_chunks - overview,
-            head_key: 0,
-        })
-    }
-
-    /// Evaluates the prompt; returns the next position.
-    fn prefill(
-        &mut self,
-        tokenized: &Tokenized,
-        reused: Option<i32>,
-        watchdog: &Watchdog<'_>,
-        timings: &mut Timings,
-    ) -> Result<i32> {
-        let _span = tracing::debug_span!("prefill").entered();
-        watchdog.check(Stage::Prefill)?;
-        let started = Instant::now();
-        let n_past = match reused {
-            // The head's KV entries are there already: no encode.
-            Some(n_past) => n_past,
-            None => self.prefill_head(tokenized, timings)?,
         };
-        self.prefill_tail(tokenized, n_past, started, watchdog, timings)
+        planned.key = Some(key);
+        planned.chunks = Some(chunks);
+        planned.entry = Some(entry);
+        Ok(entry)
     }
 
-    /// Whether the KV cache holds this caption's head from the last one (the
-    /// same text before the same pixels), and the position after it; then
-    /// everything after the head is removed. Otherwise the cache is cleared.
-    fn reuse_head(&mut self, tokenized: &Tokenized) -> Option<i32> {
-        let cached = self.cached_head.take();
-        // With no text after the image, the head's last logits are needed:
-        // they are not kept, so the head is evaluated again.
-        let reusable = cached.filter(|c| c.key == tokenized.head_key && !tokenized.tail.is_empty());
-        let reused = reusable.and_then(|c| {
-            let from = u32::try_from(c.n_past).ok()?;
-            let removed = self
-                .text
-                .with_dependent_mut(|_, ctx| ctx.clear_kv_cache_seq(Some(0), Some(from), None));
-            matches!(removed, Ok(true)).then_some(c)
-        });
-        match reused {
-            Some(c) => {
-                self.cached_head = Some(c);
-                Some(c.n_past)
+    /// An image's pixels for mtmd: prepared (planned and resized), or as
+    /// they are for a video frame.
+    fn media_bitmap(&mut self, media: &Media<'_>, timings: &mut Timings) -> Result<MtmdBitmap> {
+        match media.input {
+            ImageInput::Rgb(rgb) if media.as_is => {
+                MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw()).map_err(|_| {
+                    ImageError::BufferSize {
+                        width: rgb.width(),
+                        height: rgb.height(),
+                        expected: rgb.width() as usize * rgb.height() as usize * 3,
+                        actual: rgb.as_raw().len(),
+                    }
+                    .into()
+                })
             }
-            None => {
-                // Whatever a previous (possibly failed) caption left behind goes now.
-                self.text.with_dependent_mut(|_, ctx| ctx.clear_kv_cache());
-                None
-            }
+            input => self.bitmap(input, timings),
         }
     }
 
-    /// Evaluates the head (text up to and including the image); returns the
-    /// next position, and keeps the head for the next caption.
-    fn prefill_head(&mut self, tokenized: &Tokenized, timings: &mut Timings) -> Result<i32> {
+    /// Evaluates the prompt from where the KV cache stops matching it;
+    /// returns the next position, where evaluation started, and how many
+    /// images were encoded.
+    fn prefill(
+        &mut self,
+        items: &[Item],
+        planned: &mut [Planned],
+        start: Start,
+        media: &[Media<'_>],
+        watchdog: &Watchdog<'_>,
+        timings: &mut Timings,
+    ) -> Result<(i32, Start, usize)> {
+        let _span = tracing::debug_span!("prefill").entered();
+        watchdog.check(Stage::Prefill)?;
         let started = Instant::now();
-        // The head (text up to and including the image) goes through mtmd,
-        // which encodes each tile and decodes its embeddings. llama.cpp's
-        // decode timers (batches and single tokens) tell how much of that
-        // was the text decoder; the rest is the vision encoder.
+        let mut start = start;
+        // What follows the reused part goes, with whatever a failed call
+        // left behind.
+        self.ledger.truncate(start.entries);
+        let kept = u32::try_from(start.pos)
+            .ok()
+            .filter(|&pos| pos > 0)
+            .map(|pos| {
+                self.text
+                    .with_dependent_mut(|_, ctx| ctx.clear_kv_cache_seq(Some(0), Some(pos), None))
+            });
+        if !matches!(kept, Some(Ok(true))) {
+            self.forget();
+            start = Start {
+                item: 0,
+                offset: 0,
+                entries: 0,
+                pos: 0,
+            };
+        }
+        let mut n_past = start.pos;
+        let mut encoded = 0;
+        let last = items.len() - 1;
+        for (k, item) in items.iter().enumerate().skip(start.item) {
+            watchdog.check(Stage::Prefill)?;
+            match item {
+                Item::Tokens(tokens) => {
+                    let from = if k == start.item { start.offset } else { 0 };
+                    self.decode_prompt(&tokens[from..], &mut n_past, k == last, watchdog)?;
+                }
+                Item::Image(i) => {
+                    let (Some(p), Some(m)) = (planned.get_mut(*i), media.get(*i)) else {
+                        return Err(Error::Internal(format!("the prompt names image {i}")));
+                    };
+                    let entry = self.tokenize_image(p, m, timings)?;
+                    let Some(chunks) = p.chunks.as_ref() else {
+                        return Err(Error::Internal("an image was not tokenized".to_owned()));
+                    };
+                    n_past = self.eval_image(chunks, n_past, k == last, timings)?;
+                    self.ledger.push(Entry::Image(entry));
+                    encoded += 1;
+                }
+            }
+        }
+        timings.prefill = started.elapsed().saturating_sub(timings.encode);
+        Ok((n_past, start, encoded))
+    }
+
+    /// Evaluates one image through mtmd, which encodes each tile and decodes
+    /// its embeddings; returns the next position.
+    fn eval_image(
+        &mut self,
+        chunks: &MtmdInputChunks,
+        n_past: i32,
+        logits_last: bool,
+        timings: &mut Timings,
+    ) -> Result<i32> {
+        let started = Instant::now();
+        // llama.cpp's decode timers (batches and single tokens) tell how
+        // much of it was the text decoder; the rest is the vision encoder.
         let (vision, n_batch) = (&mut self.vision, self.n_batch);
-        let n_past = self.text.with_dependent_mut(|_, ctx| {
+        let next = self.text.with_dependent_mut(|_, ctx| {
             ctx.reset_timings();
-            tokenized.chunks.eval_chunks(
+            chunks.eval_chunks(
                 vision,
                 ctx,
-                0,
+                n_past,
                 0,
                 i32::try_from(n_batch).unwrap_or(i32::MAX),
-                tokenized.tail.is_empty(),
+                logits_last,
             )
         });
-        let n_past = n_past.map_err(|e| CaptionError::Eval {
+        let next = next.map_err(|e| CaptionError::Eval {
             stage: Stage::Prefill,
             code: eval_code(&e),
         })?;
-        let head = started.elapsed();
+        let elapsed = started.elapsed();
         let decoding = self.text.with_dependent_mut(|_, ctx| ctx.timings());
         let decoded =
             Duration::from_secs_f64((decoding.t_p_eval_ms() + decoding.t_eval_ms()).max(0.0) / 1e3);
-        timings.encode = head.saturating_sub(decoded);
-        self.cached_head = Some(CachedHead {
-            key: tokenized.head_key,
-            n_past,
-        });
-        Ok(n_past)
+        timings.encode += elapsed.saturating_sub(decoded);
+        Ok(next)
     }
 
-    /// Evaluates the text after the image from `n_past`; returns the next position.
-    fn prefill_tail(
+    /// Decodes prompt tokens from `n_past`, in batches; the last one's
+    /// logits are kept when `logits_last`.
+    fn decode_prompt(
         &mut self,
-        tokenized: &Tokenized,
-        n_past: i32,
-        started: Instant,
+        tokens: &[LlamaToken],
+        n_past: &mut i32,
+        logits_last: bool,
         watchdog: &Watchdog<'_>,
-        timings: &mut Timings,
-    ) -> Result<i32> {
-        let mut n_past = n_past;
+    ) -> Result<()> {
         let n_batch = self.n_batch as usize;
-        let last = tokenized.tail.len().saturating_sub(1);
-        for (b, part) in tokenized.tail.chunks(n_batch).enumerate() {
+        let last = tokens.len().saturating_sub(1);
+        for (b, part) in tokens.chunks(n_batch).enumerate() {
             watchdog.check(Stage::Prefill)?;
             self.batch.clear();
             for (i, &token) in part.iter().enumerate() {
-                let logits = b * n_batch + i == last;
+                let logits = logits_last && b * n_batch + i == last;
+                let pos = *n_past + i32::try_from(i).unwrap_or(i32::MAX);
                 self.batch
-                    .add(token, n_past, &[0], logits)
+                    .add(token, pos, &[0], logits)
                     .map_err(|_| CaptionError::Eval {
                         stage: Stage::Prefill,
                         code: -1,
                     })?;
-                n_past += 1;
             }
             self.decode(Stage::Prefill)?;
+            self.ledger.extend(part.iter().map(|&t| Entry::Token(t)));
+            *n_past += i32::try_from(part.len()).unwrap_or(i32::MAX);
         }
-        timings.prefill = started.elapsed().saturating_sub(timings.encode);
-        Ok(n_past)
+        Ok(())
     }
 
     /// Samples up to `max_tokens` tokens after the prompt.
@@ -801,6 +1189,7 @@ impl Session {
                 })?;
             n_past += 1;
             self.decode(Stage::Generate)?;
+            self.ledger.push(Entry::Token(token));
         }
         on_text(text.finish());
         Ok((text.into_text(), tokens, finish))

@@ -33,7 +33,7 @@ pub enum JobImage {
 }
 
 impl JobImage {
-    fn input(&self) -> ImageInput<'_> {
+    pub(crate) fn input(&self) -> ImageInput<'_> {
         match self {
             Self::Path(path) => ImageInput::Path(path),
             Self::Bytes(bytes) => ImageInput::Bytes(bytes),
