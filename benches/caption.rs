@@ -60,7 +60,10 @@ fn bench(c: &mut Criterion) {
     ];
     let mut report = String::new();
     for image in &images {
+        // A whole caption each time: forget the last one, or the session
+        // would answer from its cached image.
         let caption = |s: &mut Session| {
+            s.forget();
             s.caption(black_box(image.path.as_path()), PROMPT, &options)
                 .expect("caption")
         };
@@ -92,6 +95,7 @@ fn bench(c: &mut Criterion) {
                 &mut || caption(&mut ours),
                 &mut || caption(&mut mtmd),
                 &mut || {
+                    from_prepared.forget();
                     from_prepared
                         .caption(black_box(&prepared), PROMPT, &options)
                         .expect("caption")

@@ -9,7 +9,7 @@
 //! - `SMOLVLM_BENCH_MMPROJ_TYPE`: `q8_0` (default) or `f16`;
 //! - `SMOLVLM_BENCH_THREADS`: threads (default: all cores);
 //! - `SMOLVLM_BENCH_TABLES`: the tables to print, comma-separated
-//!   (`per_image,stages,throughput,tiles,engine`; default all);
+//!   (`per_image,stages,throughput,tiles,engine,follow_up`; default all);
 //! - `SMOLVLM_BENCH_SAMPLES`: runs per configuration in the tables (default 3);
 //! - `SMOLVLM_BENCH_ENGINE=1`: also table 5, each engine setting against
 //!   the defaults;
@@ -32,6 +32,10 @@
 //!    an extra session).
 //! 4. **The token budget as the speed dial**: a 4:3 photo at `--max-tiles`
 //!    1, 2, 4, 6 and 12: seconds per image and image tokens.
+//!
+//! 6. **A follow-up**: a conversation about a 4:3 photo at the full grid;
+//!    the follow-up's time against the first turn's, and a fresh session
+//!    given the whole conversation.
 //!
 //! Criterion itself times one warm one-tile caption per shape
 //! (`real_scale/caption_1_tile/<shape>`).
@@ -307,6 +311,78 @@ fn stages(model: &Model, out: &mut String) {
     );
 }
 
+/// Table 6: a conversation about a 4:3 photo at the full grid (12 tiles +
+/// the overview): the first turn encodes the photo, a follow-up evaluates
+/// only its own turn. Each row is one session; a fresh session given the
+/// whole conversation at once is the baseline a follow-up replaces.
+fn follow_up(files: &ModelFiles, threads: u32, out: &mut String) {
+    let model = Model::load(files, &LoadOptions::default().with_threads(threads)).expect("load");
+    let image = &photos(1)[0];
+    let options = greedy(TOKENS);
+    let mut first = Samples::default();
+    let mut next = Samples::default();
+    let mut whole = Samples::default();
+    let mut cached = Vec::new();
+    for _ in 0..samples() {
+        let mut session = model.session().expect("session");
+        let mut chat = smolvlm::Conversation::new();
+        chat.user([image.path.clone()], PROMPT);
+        let started = Instant::now();
+        let a = session.reply(&mut chat, &options).expect("first turn");
+        first.push(a.timings, started.elapsed());
+        chat.user(None::<PathBuf>, "What colours are in it?");
+        let asked = chat.clone();
+        let started = Instant::now();
+        let b = session.reply(&mut chat, &options).expect("follow-up");
+        next.push(b.timings, started.elapsed());
+        assert_eq!(b.images_encoded, 0, "a follow-up encoded the photo again");
+        cached.push((b.cached_tokens, b.prompt_tokens));
+        let mut fresh = model.session().expect("session");
+        let mut asked = asked;
+        let started = Instant::now();
+        let c = fresh
+            .reply(&mut asked, &options)
+            .expect("whole conversation");
+        whole.push(c.timings, started.elapsed());
+        assert_eq!(b.tokens, c.tokens, "a follow-up answered differently");
+    }
+    let (t_first, t_next, t_whole) = (
+        first.median(Stage::Total),
+        next.median(Stage::Total),
+        whole.median(Stage::Total),
+    );
+    let _ = writeln!(
+        out,
+        "\nA follow-up about a 1600×1200 photo at the full grid ({} tokens each turn, median of {}):\n",
+        TOKENS,
+        next.len()
+    );
+    let _ = writeln!(out, "| turn | ms | of the first turn |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| first turn (encodes the photo) | {} | 100% |",
+        ms(t_first)
+    );
+    let _ = writeln!(
+        out,
+        "| follow-up, same session | {} | {:.2}% |",
+        ms(t_next),
+        100.0 * t_next.as_secs_f64() / t_first.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "| the same question, fresh session given the whole conversation | {} | {:.0}% |",
+        ms(t_whole),
+        100.0 * t_whole.as_secs_f64() / t_first.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "\nThe follow-up reused {:?} (cached of prompt tokens) from the KV cache; its answer equals the fresh session's.",
+        cached
+    );
+}
+
 /// Table 3: batch throughput by --parallel.
 fn throughput(files: &ModelFiles, out: &mut String) {
     let images = photos(4);
@@ -407,6 +483,8 @@ fn engine_settings(files: &ModelFiles, threads: u32, out: &mut String) {
             .total;
         let mut captions = Samples::default();
         for _ in 0..samples() {
+            // A whole caption: not the cached image of the last one.
+            session.forget();
             let started = Instant::now();
             let caption = session
                 .caption(photo.path.as_path(), PROMPT, &options)
@@ -460,6 +538,7 @@ fn tiles(files: &ModelFiles, threads: u32, out: &mut String) {
             .expect("plan");
         let (mut total, mut encode) = (Vec::new(), Vec::new());
         for _ in 0..samples() {
+            session.forget();
             let c = session
                 .caption(photo.path.as_path(), PROMPT, &options)
                 .expect("caption");
@@ -517,6 +596,9 @@ fn bench(c: &mut Criterion) {
         if wanted("tiles") {
             tiles(&files, threads, &mut report);
         }
+        if wanted("follow_up") {
+            follow_up(&files, threads, &mut report);
+        }
         if std::env::var_os("SMOLVLM_BENCH_ENGINE").is_some() && wanted("engine") {
             engine_settings(&files, threads, &mut report);
         }
@@ -527,6 +609,8 @@ fn bench(c: &mut Criterion) {
         let options = greedy(TOKENS);
         group.bench_function(shape.name(), |b| {
             b.iter(|| {
+                // A whole caption each time: not the cached image of the last.
+                session.forget();
                 session
                     .caption(image.path.as_path(), PROMPT, &options)
                     .expect("caption")

@@ -9,6 +9,7 @@ mod util;
 mod batch;
 mod caption;
 mod cli;
+mod cli_chat;
 mod concurrency;
 mod conversation;
 mod engine;

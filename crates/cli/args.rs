@@ -38,6 +38,22 @@ pub enum Command {
     /// endpoints: it loads the model and prints what the pair is.
     #[command(after_long_help = crate::help::INFO)]
     Info(InfoArgs),
+    /// Ask one question about images (or none) and stream the answer to stdout.
+    ///
+    /// The images go first, in order, then the prompt, in one user turn of
+    /// the model's chat template. Exit codes: 0 answered, 1 the answer
+    /// failed (an unreadable image, say), 2 bad usage or model, 130
+    /// interrupted.
+    #[command(after_long_help = crate::help::ASK)]
+    Ask(Box<AskArgs>),
+    /// Chat about images in the terminal: streaming answers, follow-ups
+    /// that do not encode the images again, /image FILE, /reset.
+    ///
+    /// Reads one message per line from stdin; each answer streams to
+    /// stdout. Ctrl-C stops the answer, not the program; Ctrl-D or /quit
+    /// leaves.
+    #[command(after_long_help = crate::help::CHAT)]
+    Chat(Box<ChatArgs>),
     /// Download a model into the Hugging Face cache and print where its files are.
     ///
     /// Prints the preset, the repo, the revision and its commit, whether the
@@ -122,6 +138,61 @@ pub struct InfoArgs {
     pub no_self_test: bool,
 }
 
+/// `smolvlm ask`.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// An image to ask about (repeatable, in order); none asks about text alone.
+    #[arg(short = 'i', long = "image", value_name = "FILE")]
+    pub images: Vec<PathBuf>,
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The question, rendered with the model's chat template after the images.
+    #[arg(short, long, required_unless_present = "raw_prompt")]
+    pub prompt: Option<String>,
+    /// A fully rendered prompt used verbatim: one <__media__> per image, in order.
+    ///
+    /// A literal \n in it becomes a newline.
+    #[arg(long, conflicts_with = "prompt")]
+    pub raw_prompt: Option<String>,
+    /// How the answer is generated.
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+    /// Deadline in seconds [default: the config's timeout, else none].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Trim uniform borders before tiling [default: the config's smart_crop, else false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub smart_crop: Option<bool>,
+    /// Also write the answer as one JSON record to FILE (the fields of a
+    /// caption record, with "images" and "prompt" instead of a path).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `smolvlm chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// An image for the first message (repeatable); /image FILE adds more later.
+    #[arg(short = 'i', long = "image", value_name = "FILE")]
+    pub images: Vec<PathBuf>,
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A system turn before the conversation (instructions).
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// How answers are generated.
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+    /// Deadline per answer in seconds [default: the config's timeout, else none].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Trim uniform borders before tiling [default: the config's smart_crop, else false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub smart_crop: Option<bool>,
+}
+
 /// `smolvlm fetch`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
@@ -131,6 +202,51 @@ pub struct FetchArgs {
     /// Use only the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1 does).
     #[arg(long)]
     pub offline: bool,
+}
+
+/// How text is generated (shared by `caption`, `ask` and `chat`).
+#[derive(Debug, Args)]
+pub struct GenerationArgs {
+    /// Most tokens to generate per answer [default: the preset's, else 256].
+    #[arg(short = 'n', long)]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature; 0 is greedy (deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Top-k sampling (0 disables).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u32,
+    /// Top-p (nucleus) sampling (1 disables).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Min-p sampling (0 disables).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// Repeat penalty (1 disables).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u32,
+    /// Stop generating at this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Constrain each answer to JSON following the JSON Schema in FILE.
+    ///
+    /// Each JSONL record then holds the parsed value under "json" (the
+    /// caption field keeps the text; CSV and txt records hold the text). A
+    /// bad schema stops the run before any image is read (exit 2). Output
+    /// cut short by --max-tokens is an error record of kind incomplete_json:
+    /// give it room.
+    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Constrain each answer to the GBNF grammar in FILE (llama.cpp's
+    /// grammar format; the root rule is `root`).
+    ///
+    /// A grammar llama.cpp refuses stops the run before any image is read
+    /// (exit 2).
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
 }
 
 /// `--flash-attn`.
@@ -248,8 +364,12 @@ pub struct CaptionArgs {
     pub model: ModelArgs,
     /// The instruction, rendered with the model's chat template (image first)
     /// [default: the preset's, else "Describe this image."].
+    ///
+    /// Repeatable: every image is asked each prompt and encoded once (the
+    /// session keeps it for the next prompt); one JSONL record per image and
+    /// prompt, with a "prompt" field, resumed per prompt.
     #[arg(short, long)]
-    pub prompt: Option<String>,
+    pub prompt: Vec<String>,
     /// A fully rendered prompt used verbatim; must contain <__media__> once.
     ///
     /// A literal \n in it becomes a newline. llama-mtmd-cli's rendering of
@@ -257,46 +377,9 @@ pub struct CaptionArgs {
     /// template's); pass it here to caption exactly as that tool does.
     #[arg(long, conflicts_with = "prompt")]
     pub raw_prompt: Option<String>,
-    /// Most tokens to generate per image [default: the preset's, else 256].
-    #[arg(short = 'n', long)]
-    pub max_tokens: Option<u32>,
-    /// Sampling temperature; 0 is greedy (deterministic).
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
-    /// Top-k sampling (0 disables).
-    #[arg(long, default_value_t = 0)]
-    pub top_k: u32,
-    /// Top-p (nucleus) sampling (1 disables).
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f32,
-    /// Min-p sampling (0 disables).
-    #[arg(long, default_value_t = 0.0)]
-    pub min_p: f32,
-    /// Repeat penalty (1 disables).
-    #[arg(long, default_value_t = 1.0)]
-    pub repeat_penalty: f32,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u32,
-    /// Stop generating at this string (repeatable).
-    #[arg(long)]
-    pub stop: Vec<String>,
-    /// Constrain each caption to JSON following the JSON Schema in FILE.
-    ///
-    /// Each JSONL record then holds the parsed value under "json" (the
-    /// caption field keeps the text; CSV and txt records hold the text). A
-    /// bad schema stops the run before any image is read (exit 2). Output
-    /// cut short by --max-tokens is an error record of kind incomplete_json:
-    /// give it room.
-    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
-    pub json_schema: Option<PathBuf>,
-    /// Constrain each caption to the GBNF grammar in FILE (llama.cpp's
-    /// grammar format; the root rule is `root`).
-    ///
-    /// A grammar llama.cpp refuses stops the run before any image is read
-    /// (exit 2).
-    #[arg(long, value_name = "FILE")]
-    pub grammar: Option<PathBuf>,
+    /// How text is generated.
+    #[command(flatten)]
+    pub generation: GenerationArgs,
     /// Per-image deadline in seconds [default: the config's timeout, else none].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,

@@ -7,6 +7,8 @@ Examples:
   smolvlm caption photo.jpg                   print one caption
   smolvlm caption photos/ -o captions.jsonl   a folder, resumable
   smolvlm caption --plan photos/              tiles, tokens and time, before a run
+  smolvlm ask -i a.jpg -i b.jpg -p 'What changed?'   one answer about images
+  smolvlm chat -i photo.jpg                   ask, then follow up, in the terminal
   smolvlm info                                what the model is, and a self-test
   smolvlm fetch SmolVLM-500M-Instruct         download into the cache
 
@@ -281,3 +283,45 @@ and generate times:
 A failure prints `FAILED after N ms [kind]: message` and exits 1. --no-self-test skips
 it. Without a failure the exit code is 0; a model that cannot be resolved or
 loaded is 2.";
+
+/// After `smolvlm ask --help`.
+pub const ASK: &str = "\
+Examples:
+  smolvlm ask -i photo.jpg -p 'What is on the table?'
+  smolvlm ask -i before.jpg -i after.jpg -p 'What changed?' -o answer.json
+  smolvlm ask -i receipt.jpg -p 'The total, as JSON.' --json-schema total.json
+  smolvlm ask -p 'Write a haiku about tea.'
+
+The answer streams to stdout as it is generated, then a newline. The
+images go first, in the order given, then the prompt, as the reference
+SmolVLM processor renders one user turn; --raw-prompt takes the whole
+rendered text instead, with one <__media__> per image. -o FILE writes one
+JSON object: \"images\", \"prompt\", and the fields of a caption record
+(caption, generated_tokens, prompt_tokens, image_tokens, tiles, finish, ms,
+and json under --json-schema).
+
+The model and generation flags are caption's. Ctrl-C stops the answer
+(exit 130).";
+
+/// After `smolvlm chat --help`.
+pub const CHAT: &str = "\
+Example:
+  $ smolvlm chat -i photo.jpg
+  > Describe this image.
+  A wooden table with a cup of coffee...
+  > What colour is the cup?
+  White.
+  > /image other.jpg
+  > And in this one?
+
+Each line you type is a message; the answer streams as it is generated.
+The images of the conversation stay in the session's KV cache, so a
+follow-up evaluates only its own turn: it starts answering in a fraction of
+a second where the first message spent seconds encoding the image.
+
+Commands: /image FILE attaches an image to the next message (repeatable),
+/reset starts over, /help lists them, /quit or Ctrl-D leaves. Ctrl-C stops
+the answer in progress; the conversation goes on without that turn. A
+failed answer (an unreadable image, say) is reported and the conversation
+goes on. When stdin is not a terminal, lines are read as they come, with no
+prompt: `printf 'Describe it.\\nAnd the colours?\\n' | smolvlm chat -i a.jpg`.";

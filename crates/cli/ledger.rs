@@ -62,7 +62,9 @@ pub fn is_transient(kind: &str) -> bool {
 /// without a key by (path, sha256).
 #[derive(Debug, Default)]
 pub struct Ledger {
-    by_key: HashMap<(String, String), Seen>,
+    /// By (key, sha256, prompt): the prompt of a run with several prompts,
+    /// `None` otherwise.
+    by_key: HashMap<(String, String, Option<String>), Seen>,
     by_path: HashMap<(String, String), Seen>,
     /// How many records the file held.
     pub records: usize,
@@ -87,6 +89,8 @@ struct Stored {
     key: Option<String>,
     path: String,
     sha256: String,
+    /// The prompt, in records of a run with several prompts.
+    prompt: Option<String>,
     prior: Prior,
 }
 
@@ -128,6 +132,7 @@ struct JsonKey {
     path: String,
     key: Option<String>,
     sha256: Option<String>,
+    prompt: Option<String>,
     caption: Option<serde::de::IgnoredAny>,
     error: Option<JsonErrorKind>,
 }
@@ -145,9 +150,27 @@ impl Ledger {
     /// this key, or, in records without a key, at this path.
     #[must_use]
     pub fn prior(&self, key: &str, path: &str, sha256: Option<&str>) -> Option<&Prior> {
+        self.prior_for(key, path, sha256, None)
+    }
+
+    /// As [`prior`](Self::prior), for one of several prompts: records of a
+    /// run with several prompts hold theirs (records without a key never do).
+    #[must_use]
+    pub fn prior_for(
+        &self,
+        key: &str,
+        path: &str,
+        sha256: Option<&str>,
+        prompt: Option<&str>,
+    ) -> Option<&Prior> {
         let hash = sha256.unwrap_or_default();
-        let by_key = self.by_key.get(&(key.to_owned(), hash.to_owned()));
-        let by_path = self.by_path.get(&(path.to_owned(), hash.to_owned()));
+        let by_key = self
+            .by_key
+            .get(&(key.to_owned(), hash.to_owned(), prompt.map(str::to_owned)));
+        let by_path = prompt
+            .is_none()
+            .then(|| self.by_path.get(&(path.to_owned(), hash.to_owned())))
+            .flatten();
         [by_key, by_path]
             .into_iter()
             .flatten()
@@ -161,7 +184,9 @@ impl Ledger {
             prior: stored.prior,
         };
         match stored.key {
-            Some(key) => self.by_key.insert((key, stored.sha256), seen),
+            Some(key) => self
+                .by_key
+                .insert((key, stored.sha256, stored.prompt), seen),
             None => self.by_path.insert((stored.path, stored.sha256), seen),
         };
     }
@@ -276,6 +301,7 @@ fn parse_json(line: &[u8]) -> Result<Stored, String> {
         key: json.key,
         path: json.path,
         sha256: json.sha256.unwrap_or_default(),
+        prompt: json.prompt,
         prior,
     })
 }
@@ -333,6 +359,7 @@ fn read_csv(file: &File) -> (Vec<Parsed>, bool) {
                     key: record.get(key).filter(|k| !k.is_empty()).map(str::to_owned),
                     path: record[path].to_owned(),
                     sha256: record[hash].to_owned(),
+                    prompt: None,
                     prior,
                 })
             }
@@ -363,6 +390,7 @@ mod tests {
             path: path.to_owned(),
             key: format!("k/{path}"),
             sha256: Some(format!("{:0>64}", path.len())),
+            prompt: None,
             outcome: if ok {
                 Outcome::Captioned(Captioned {
                     text: "a caption, with \"quotes\"\nand a line break".to_owned(),

@@ -6,6 +6,7 @@
 //! (the texts in `help.rs`) is the reference.
 
 mod args;
+mod ask;
 mod config;
 mod exit;
 mod help;
@@ -85,6 +86,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let exit = match &cli.command {
         Command::Caption(args) => run::caption(args),
+        Command::Ask(args) => ask::ask(args),
+        Command::Chat(args) => ask::chat(args),
         Command::Info(args) => info::info(args),
         Command::Fetch(args) => fetch(args),
     };

@@ -49,8 +49,8 @@ pub struct Plan<'a> {
     pub ledger: &'a Ledger,
     /// How images are decoded and shaped.
     pub image: ImageOptions,
-    /// The prompt.
-    pub prompt: Prompt,
+    /// The prompts: every image is asked each, in order, and encoded once.
+    pub prompts: Vec<Asked>,
     /// How captions are generated, without the cancel token.
     pub generation: GenerationOptions,
     /// Sessions captioning at once.
@@ -87,15 +87,39 @@ pub trait Observer {
     fn on_tick(&mut self);
 }
 
-/// An image as the prep stage hands it on: ready to caption, or already done.
-enum Prepared {
-    Ready {
-        job: Job,
-        label: String,
-        sha256: String,
-        image: Box<PreparedImage>,
-    },
-    Done(Event),
+/// One prompt of a run.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    /// The prompt.
+    pub prompt: Prompt,
+    /// What its records say it was, in a run with several prompts; `None`
+    /// with one prompt (records hold no prompt then, as before).
+    pub label: Option<String>,
+}
+
+/// An image as the prep stage hands it on: what is already decided (skips,
+/// failures), and the prompts left to ask about the prepared image.
+struct Prepared {
+    events: Vec<Event>,
+    ready: Option<Ready>,
+}
+
+struct Ready {
+    job: Job,
+    label: String,
+    sha256: String,
+    image: Box<PreparedImage>,
+    /// Indices into the plan's prompts.
+    pending: Vec<usize>,
+}
+
+impl Prepared {
+    fn done(events: Vec<Event>) -> Self {
+        Self {
+            events,
+            ready: None,
+        }
+    }
 }
 
 /// Runs the plan to its end or until stopped, reporting to `observer` on this thread.
@@ -207,32 +231,42 @@ fn caption_worker(
             }
             (Source::Inline(_), None) => None,
         };
-        let event = match next {
-            None => break,
-            Some(Prepared::Done(event)) => event,
-            Some(Prepared::Ready {
-                job,
-                label,
-                sha256,
-                image,
-            }) => {
-                match session.caption(&*image, plan.prompt.clone(), generation) {
-                    // Abandoned: no record, so the next run captions it.
-                    Err(smolvlm::Error::Caption(CaptionError::Cancelled { .. }))
-                        if stopped(plan) =>
-                    {
-                        break
-                    }
-                    Ok(caption) => {
-                        let captioned = Captioned::from_caption(&caption);
-                        event(captioned_record(&job, label, sha256, captioned))
-                    }
-                    Err(e) => event(failed(&job, label, Some(sha256), e.kind(), &e)),
-                }
-            }
-        };
-        if events.send(event).is_err() {
+        let Some(Prepared {
+            events: decided,
+            ready,
+        }) = next
+        else {
             break;
+        };
+        for event in decided {
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+        let Some(ready) = ready else { continue };
+        for &i in &ready.pending {
+            let asked = &plan.prompts[i];
+            let event = match session.caption(&*ready.image, asked.prompt.clone(), generation) {
+                // Abandoned: no record, so the next run captions it.
+                Err(smolvlm::Error::Caption(CaptionError::Cancelled { .. })) if stopped(plan) => {
+                    return
+                }
+                Ok(caption) => {
+                    let captioned = Captioned::from_caption(&caption);
+                    event(captioned_record(&ready, asked, captioned))
+                }
+                Err(e) => event(failed(
+                    &ready.job,
+                    ready.label.clone(),
+                    Some(ready.sha256.clone()),
+                    asked,
+                    e.kind(),
+                    &e,
+                )),
+            };
+            if events.send(event).is_err() {
+                return;
+            }
         }
     }
 }
@@ -242,17 +276,20 @@ fn event(record: Record) -> Event {
 }
 
 /// The record of a caption, after its sidecar (if any) is on the disk.
-fn captioned_record(job: &Job, label: String, sha256: String, captioned: Captioned) -> Record {
+fn captioned_record(ready: &Ready, asked: &Asked, captioned: Captioned) -> Record {
+    let job = &ready.job;
+    let (label, sha256) = (ready.label.clone(), Some(ready.sha256.clone()));
     if let Some(path) = &job.sidecar {
         if let Err(e) = write_sidecar(path, &captioned.text) {
             let message = format!("cannot write the sidecar '{}': {e}", path.display());
-            return failed(job, label, Some(sha256), SIDECAR_WRITE, &message);
+            return failed(job, label, sha256, asked, SIDECAR_WRITE, &message);
         }
     }
     Record {
         path: label,
         key: job.key.clone(),
-        sha256: Some(sha256),
+        sha256,
+        prompt: asked.label.clone(),
         outcome: Outcome::Captioned(captioned),
     }
 }
@@ -261,6 +298,7 @@ fn failed(
     job: &Job,
     path: String,
     sha256: Option<String>,
+    asked: &Asked,
     kind: &str,
     message: &dyn std::fmt::Display,
 ) -> Record {
@@ -268,6 +306,7 @@ fn failed(
         path,
         key: job.key.clone(),
         sha256,
+        prompt: asked.label.clone(),
         outcome: Outcome::Failed {
             kind: kind.to_owned(),
             message: message.to_string(),
@@ -275,58 +314,95 @@ fn failed(
     }
 }
 
-/// Reads, hashes and checks one image against the ledger, then decodes and resizes it.
+/// Reads, hashes and checks one image against the ledger (per prompt), then
+/// decodes and resizes it for the prompts left to ask.
 fn prepare(plan: &Plan<'_>, prep: &mut Preprocessor, job: Job) -> Prepared {
     let label = job.path.to_string_lossy().into_owned();
     if plan.skip_existing_sidecars && job.sidecar.as_deref().is_some_and(sidecar_done) {
-        return Prepared::Done(Event::Skipped(Prior::Captioned));
+        return Prepared::done(vec![Event::Skipped(Prior::Captioned)]);
     }
+    // Every prompt gets its record: a skip, or an error for all left to ask.
+    let fail_all = |events: &mut Vec<Event>,
+                    pending: &[usize],
+                    sha256: Option<&str>,
+                    error: &smolvlm::Error| {
+        for &i in pending {
+            let record = failed(
+                &job,
+                label.clone(),
+                sha256.map(str::to_owned),
+                &plan.prompts[i],
+                error.kind(),
+                error,
+            );
+            events.push(event(record));
+        }
+    };
+    let mut events = Vec::new();
     let bytes = match std::fs::read(&job.path) {
         Ok(bytes) => bytes,
         Err(source) => {
-            if let Some(skip) = skip(plan, &job, &label, None) {
-                return skip;
-            }
+            let pending = pending(plan, &job, &label, None, &mut events);
             let error = smolvlm::Error::from(ImageError::Read {
                 path: job.path.clone(),
                 source,
             });
-            return Prepared::Done(event(failed(&job, label, None, error.kind(), &error)));
+            fail_all(&mut events, &pending, None, &error);
+            return Prepared::done(events);
         }
     };
     let sha256 = hex(&Sha256::digest(&bytes));
-    if let Some(skip) = skip(plan, &job, &label, Some(&sha256)) {
-        return skip;
+    let pending = pending(plan, &job, &label, Some(&sha256), &mut events);
+    if pending.is_empty() {
+        return Prepared::done(events);
     }
     match prep.prepare_file_bytes(&job.path, &bytes) {
-        Ok(image) => Prepared::Ready {
-            job,
-            label,
-            sha256,
-            image: Box::new(image),
+        Ok(image) => Prepared {
+            events,
+            ready: Some(Ready {
+                job,
+                label,
+                sha256,
+                image: Box::new(image),
+                pending,
+            }),
         },
         Err(e) => {
             let error = smolvlm::Error::from(e);
-            Prepared::Done(event(failed(
-                &job,
-                label,
-                Some(sha256),
-                error.kind(),
-                &error,
-            )))
+            fail_all(&mut events, &pending, Some(&sha256), &error);
+            Prepared::done(events)
         }
     }
 }
 
-/// A skip event if an earlier run recorded this content, and it is not to be
-/// done again: a caption whose sidecar (if one is asked for) holds it, or a
-/// final error unless `--retry-errors`.
-fn skip(plan: &Plan<'_>, job: &Job, label: &str, sha256: Option<&str>) -> Option<Prepared> {
-    match plan.ledger.prior(&job.key, label, sha256)? {
-        Prior::Failed(kind) if plan.retry_errors || ledger::is_transient(kind) => None,
-        Prior::Captioned if job.sidecar.as_deref().is_some_and(|s| !sidecar_done(s)) => None,
-        prior => Some(Prepared::Done(Event::Skipped(prior.clone()))),
+/// The prompts to ask about this content; a skip event for each of the
+/// others: an earlier run recorded it, and it is not to be done again (a
+/// caption whose sidecar, if one is asked for, holds it, or a final error
+/// unless `--retry-errors`).
+fn pending(
+    plan: &Plan<'_>,
+    job: &Job,
+    label: &str,
+    sha256: Option<&str>,
+    events: &mut Vec<Event>,
+) -> Vec<usize> {
+    let mut pending = Vec::new();
+    for (i, asked) in plan.prompts.iter().enumerate() {
+        let prior = plan
+            .ledger
+            .prior_for(&job.key, label, sha256, asked.label.as_deref());
+        match prior {
+            None => pending.push(i),
+            Some(Prior::Failed(kind)) if plan.retry_errors || ledger::is_transient(kind) => {
+                pending.push(i);
+            }
+            Some(Prior::Captioned) if job.sidecar.as_deref().is_some_and(|s| !sidecar_done(s)) => {
+                pending.push(i);
+            }
+            Some(prior) => events.push(Event::Skipped(prior.clone())),
+        }
     }
+    pending
 }
 
 fn hex(bytes: &[u8]) -> String {

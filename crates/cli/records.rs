@@ -28,6 +28,9 @@ pub struct Record {
     pub key: String,
     /// SHA-256 of the file's bytes, lowercase hex; `None` if it could not be read.
     pub sha256: Option<String>,
+    /// The prompt, in a run with several prompts (JSONL only); `None`
+    /// otherwise, as records had before.
+    pub prompt: Option<String>,
     /// The caption, or why there is none.
     pub outcome: Outcome,
 }
@@ -106,23 +109,46 @@ struct JsonRecord<'a> {
     key: &'a str,
     sha256: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    caption: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    generated_tokens: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_tokens: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image_tokens: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tiles: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finish: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ms: Option<JsonTimings>,
+    prompt: Option<&'a str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    answer: Option<JsonAnswer<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<JsonError<'a>>,
+}
+
+/// A caption's fields in a JSON record (also `ask -o`'s).
+#[derive(Serialize)]
+struct JsonAnswer<'a> {
+    caption: &'a str,
+    generated_tokens: usize,
+    prompt_tokens: usize,
+    image_tokens: usize,
+    tiles: usize,
+    finish: &'a str,
+    ms: JsonTimings,
     #[serde(skip_serializing_if = "Option::is_none")]
     json: Option<&'a serde_json::Value>,
+}
+
+impl<'a> JsonAnswer<'a> {
+    fn new(c: &'a Captioned) -> Self {
+        Self {
+            caption: &c.text,
+            generated_tokens: c.generated_tokens,
+            prompt_tokens: c.prompt_tokens,
+            image_tokens: c.image_tokens,
+            tiles: c.tiles,
+            finish: c.finish,
+            ms: JsonTimings::new(&c.timings),
+            json: c.json.as_ref(),
+        }
+    }
+}
+
+/// A caption's record fields as a JSON object.
+#[must_use]
+pub fn caption_json(c: &Captioned) -> serde_json::Value {
+    serde_json::to_value(JsonAnswer::new(c)).unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -198,35 +224,24 @@ impl Record {
     }
 
     fn to_json_line(&self) -> std::io::Result<Vec<u8>> {
-        let mut json = JsonRecord {
-            path: &self.path,
-            key: &self.key,
-            sha256: self.sha256.as_deref(),
-            caption: None,
-            generated_tokens: None,
-            prompt_tokens: None,
-            image_tokens: None,
-            tiles: None,
-            finish: None,
-            ms: None,
-            error: None,
-            json: None,
+        let json = match &self.outcome {
+            Outcome::Captioned(c) => JsonRecord {
+                path: &self.path,
+                key: &self.key,
+                sha256: self.sha256.as_deref(),
+                prompt: self.prompt.as_deref(),
+                answer: Some(JsonAnswer::new(c)),
+                error: None,
+            },
+            Outcome::Failed { kind, message } => JsonRecord {
+                path: &self.path,
+                key: &self.key,
+                sha256: self.sha256.as_deref(),
+                prompt: self.prompt.as_deref(),
+                answer: None,
+                error: Some(JsonError { kind, message }),
+            },
         };
-        match &self.outcome {
-            Outcome::Captioned(c) => {
-                json.caption = Some(&c.text);
-                json.generated_tokens = Some(c.generated_tokens);
-                json.prompt_tokens = Some(c.prompt_tokens);
-                json.image_tokens = Some(c.image_tokens);
-                json.tiles = Some(c.tiles);
-                json.finish = Some(c.finish);
-                json.ms = Some(JsonTimings::new(&c.timings));
-                json.json = c.json.as_ref();
-            }
-            Outcome::Failed { kind, message } => {
-                json.error = Some(JsonError { kind, message });
-            }
-        }
         let mut line = serde_json::to_vec(&json)?;
         line.push(b'\n');
         Ok(line)
@@ -308,6 +323,7 @@ mod tests {
             path: "a/b, \"c\".jpg".to_owned(),
             key: "b, \"c\".jpg".to_owned(),
             sha256: Some("ab".repeat(32)),
+            prompt: None,
             outcome: Outcome::Captioned(Captioned {
                 text: text.to_owned(),
                 generated_tokens: 3,
@@ -356,6 +372,7 @@ mod tests {
             path: "p.jpg".to_owned(),
             key: "p.jpg".to_owned(),
             sha256: None,
+            prompt: None,
             outcome: Outcome::Failed {
                 kind: "image_truncated".to_owned(),
                 message: "cut".to_owned(),

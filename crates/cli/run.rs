@@ -59,7 +59,9 @@ pub fn caption(args: &CaptionArgs) -> Exit {
 
     let cancel = CancelToken::new();
     install_signal_handler(cancel.clone());
-    let mut progress = Progress::new((jobs.len() + conflicts.len()) as u64, quiet);
+    // A record per image and prompt.
+    let records = jobs.len() * settings.prompts.len() + conflicts.len();
+    let mut progress = Progress::new(records as u64, quiet);
     let mut recorder = Recorder {
         sink: &mut sink,
         progress: &mut progress,
@@ -106,7 +108,7 @@ fn caption_jobs(
         jobs,
         ledger,
         image: settings.model.image.clone(),
-        prompt: settings.prompt.clone(),
+        prompts: settings.prompts.clone(),
         generation: settings.generation.clone(),
         parallel: settings.parallel,
         prep_threads: settings.prep_threads,
@@ -182,6 +184,7 @@ fn plan_jobs(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> (Vec<Job>
                     path,
                     key: input.key.clone(),
                     sha256: None,
+                    prompt: None,
                     outcome: Outcome::Failed {
                         kind: SIDECAR_CONFLICT.to_owned(),
                         message: format!(

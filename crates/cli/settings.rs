@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use smolvlm::{GenerationOptions, Prompt};
 
-use crate::args::{CaptionArgs, Format};
+use crate::args::{CaptionArgs, Format, GenerationArgs};
 use crate::model::ModelSettings;
+use crate::pipeline::Asked;
 use crate::shard::Shard;
 
 /// Everything a `caption` run does, resolved.
@@ -16,8 +17,9 @@ use crate::shard::Shard;
 pub struct Settings {
     /// The model and the config's per-image settings.
     pub model: ModelSettings,
-    /// The prompt.
-    pub prompt: Prompt,
+    /// The prompts: one, or several asked of every image (records then
+    /// hold theirs).
+    pub prompts: Vec<Asked>,
     /// How captions are generated (the deadline included).
     pub generation: GenerationOptions,
     /// Sessions captioning at once.
@@ -64,14 +66,31 @@ impl Settings {
             None if single_file || std::io::stdout().is_terminal() => Format::Txt,
             None => Format::Jsonl,
         });
+        if args.prompt.len() > 1 {
+            if format != Format::Jsonl {
+                return Err(
+                    "several --prompt need JSONL records (--format jsonl), which hold each record's prompt"
+                        .to_owned(),
+                );
+            }
+            if args.sidecar {
+                return Err(
+                    "several --prompt cannot share one sidecar per image: use --output".to_owned(),
+                );
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(twice) = args.prompt.iter().find(|p| !seen.insert(*p)) {
+                return Err(format!("--prompt '{twice}' is given twice"));
+            }
+        }
         if args.resume && format == Format::Txt {
             return Err(
                 "--resume needs --format jsonl or csv: txt records hold no content hash".to_owned(),
             );
         }
         Ok(Self {
-            prompt: prompt(args, &model),
-            generation: generation(args, &model)?,
+            prompts: prompts(args, &model),
+            generation: generation(&args.generation, &model)?,
             parallel: parallel as usize,
             prep_threads: args.prep_threads as usize,
             output: args.output.clone(),
@@ -107,17 +126,19 @@ impl Settings {
             prep_threads: self.prep_threads,
             prompt: args
                 .prompt
-                .as_deref()
+                .first()
+                .map(String::as_str)
                 .or(args.raw_prompt.as_deref())
                 .map_or_else(|| self.default_prompt(), str::to_owned),
+            prompts: (args.prompt.len() > 1).then_some(&args.prompt),
             raw_prompt: args.raw_prompt.is_some(),
             max_tokens: self.generation.max_tokens(),
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            min_p: args.min_p,
-            repeat_penalty: args.repeat_penalty,
-            seed: args.seed,
+            temperature: args.generation.temperature,
+            top_k: args.generation.top_k,
+            top_p: args.generation.top_p,
+            min_p: args.generation.min_p,
+            repeat_penalty: args.generation.repeat_penalty,
+            seed: args.generation.seed,
             stop: self.generation.stop(),
             timeout_secs: m.timeout.map(|t| t.as_secs_f64()),
             image: ImageView {
@@ -167,6 +188,8 @@ struct View<'a> {
     parallel: usize,
     prep_threads: usize,
     prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompts: Option<&'a Vec<String>>,
     raw_prompt: bool,
     max_tokens: u32,
     temperature: f32,
@@ -202,7 +225,15 @@ fn format_of(path: &Path) -> Format {
     }
 }
 
-fn generation(args: &CaptionArgs, model: &ModelSettings) -> Result<GenerationOptions, String> {
+/// The generation flags over the preset's length, with the config's deadline.
+///
+/// # Errors
+///
+/// A message naming the bad file or flag.
+pub fn generation(
+    args: &GenerationArgs,
+    model: &ModelSettings,
+) -> Result<GenerationOptions, String> {
     let max_tokens = args
         .max_tokens
         .or(model.preset.map(|p| p.max_tokens))
@@ -233,14 +264,30 @@ fn generation(args: &CaptionArgs, model: &ModelSettings) -> Result<GenerationOpt
     Ok(options)
 }
 
-fn prompt(args: &CaptionArgs, model: &ModelSettings) -> Prompt {
-    match &args.raw_prompt {
-        Some(raw) => Prompt::raw(raw.replace("\\n", "\n")),
-        None => Prompt::from(
-            args.prompt
-                .clone()
-                .or_else(|| model.preset.map(|p| p.prompt.clone()))
-                .unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
-        ),
+fn prompts(args: &CaptionArgs, model: &ModelSettings) -> Vec<Asked> {
+    if let Some(raw) = &args.raw_prompt {
+        return vec![Asked {
+            prompt: Prompt::raw(raw.replace("\\n", "\n")),
+            label: None,
+        }];
+    }
+    match args.prompt.as_slice() {
+        [] | [_] => vec![Asked {
+            prompt: Prompt::from(
+                args.prompt
+                    .first()
+                    .cloned()
+                    .or_else(|| model.preset.map(|p| p.prompt.clone()))
+                    .unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
+            ),
+            label: None,
+        }],
+        several => several
+            .iter()
+            .map(|text| Asked {
+                prompt: Prompt::from(text.as_str()),
+                label: Some(text.clone()),
+            })
+            .collect(),
     }
 }

@@ -424,7 +424,7 @@ impl Model {
                         }
                     })
                 });
-                let _ = tx.send(Item::Done(result));
+                let _ = tx.send(Item::Done(Box::new(result)));
             })
             .map_err(|e| SmolVLMError::new_err(format!("cannot start a thread: {e}")))?;
         Ok(Stream {
@@ -542,7 +542,7 @@ fn batch(
 
 enum Item {
     Piece(String),
-    Done(smolvlm::Result<smolvlm::Caption>),
+    Done(Box<smolvlm::Result<smolvlm::Caption>>),
 }
 
 /// The text of one caption as it is generated: iterate it for the pieces;
@@ -570,12 +570,14 @@ impl Stream {
         });
         match item {
             Ok(Item::Piece(piece)) => Ok(Some(piece)),
-            Ok(Item::Done(Ok(caption))) => {
-                *self.caption.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Caption::from(caption));
-                Ok(None)
-            }
-            Ok(Item::Done(Err(error))) => Err(to_py(&error)),
+            Ok(Item::Done(done)) => match *done {
+                Ok(caption) => {
+                    *self.caption.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Caption::from(caption));
+                    Ok(None)
+                }
+                Err(error) => Err(to_py(&error)),
+            },
             // Exhausted before: stop again.
             Err(_) => Ok(None),
         }

@@ -78,9 +78,6 @@ pub(crate) enum RenderPart<'a> {
     Text(&'a str),
     /// The image of this index: the template emits `<image>` for it.
     Image(usize),
-    /// Segments placed where the template puts a text part (a video: its
-    /// introduction, timestamps and frames).
-    Block(Vec<Segment>),
 }
 
 /// One message, as the renderer sees it.
@@ -90,7 +87,7 @@ pub(crate) struct RenderMessage<'a> {
     pub parts: Vec<RenderPart<'a>>,
 }
 
-/// Stands in for a text part or block while the template renders, so it can
+/// Stands in for a text part while the template renders, so it can
 /// be found afterwards whatever it contains: private-use characters around
 /// its index. No template emits them.
 const STAND_IN: char = '\u{F8FF}';
@@ -164,9 +161,8 @@ pub(crate) fn render_messages(
     let segments = match place(&rendered, &texts, &image_ids) {
         Ok(segments) => segments,
         // A template that transforms, repeats or moves text: render the text
-        // itself and parse it with the template's (only without blocks,
-        // whose frames must stay where they are).
-        Err(_) if !texts.iter().any(|p| matches!(p, RenderPart::Block(_))) => {
+        // itself and parse it with the template's.
+        Err(_) => {
             tracing::debug!(
                 "the chat template moved or changed the text; its special tokens are parsed"
             );
@@ -184,7 +180,6 @@ pub(crate) fn render_messages(
             }
             segments
         }
-        Err(e) => return Err(e),
     };
     if rendered.contains('\0') {
         return Err(CaptionError::NulInPrompt);
@@ -193,7 +188,7 @@ pub(crate) fn render_messages(
         .iter()
         .filter(|s| matches!(s, Segment::Image(_)))
         .count();
-    let expected = images + texts.iter().map(|p| block_images(p)).sum::<usize>();
+    let expected = images;
     if found != expected {
         return Err(CaptionError::Template(format!(
             "the template emitted {found} images where {expected} were given"
@@ -202,7 +197,7 @@ pub(crate) fn render_messages(
     Ok(segments)
 }
 
-/// Renders the messages with the template; texts and blocks are stand-ins
+/// Renders the messages with the template; texts are stand-ins
 /// (`stand_ins`) or, for a text, the text itself.
 fn render_template(
     template: &str,
@@ -221,7 +216,7 @@ fn render_template(
                     let text = match part {
                         RenderPart::Image(_) => return minijinja::context! { type => "image" },
                         RenderPart::Text(text) if !stand_ins => (*text).to_owned(),
-                        RenderPart::Text(_) | RenderPart::Block(_) => stand_in(id),
+                        RenderPart::Text(_) => stand_in(id),
                     };
                     id += 1;
                     minijinja::context! { type => "text", text => text }
@@ -243,18 +238,8 @@ fn render_template(
         .map_err(|e| CaptionError::Template(e.to_string()))
 }
 
-fn block_images(part: &RenderPart<'_>) -> usize {
-    match part {
-        RenderPart::Block(segments) => segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Image(_)))
-            .count(),
-        _ => 0,
-    }
-}
-
 /// Splits the rendered text at the template's `<image>`s and the stand-ins,
-/// numbering images in the order they appear (blocks bring their own).
+/// numbering images in the order the parts give them.
 fn place(
     rendered: &str,
     texts: &[&RenderPart<'_>],
@@ -306,7 +291,6 @@ fn place(
         flush(&mut segments, &mut special);
         match texts[id] {
             RenderPart::Text(text) => segments.push(Segment::Plain((*text).to_owned())),
-            RenderPart::Block(block) => segments.extend(block.iter().cloned()),
             RenderPart::Image(_) => {}
         }
     }
@@ -429,27 +413,6 @@ mod tests {
                 special("<end_of_utterance>\nUser: "),
                 plain("And this <image>?"),
                 Image(1),
-                special("<end_of_utterance>\nAssistant:"),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_block_goes_where_its_text_part_would() {
-        let block = vec![plain("intro\n"), plain("\nFrame from 00:00:"), Image(0)];
-        let messages = [RenderMessage {
-            role: "user",
-            parts: vec![RenderPart::Block(block), RenderPart::Text("What happens?")],
-        }];
-        let r = render_messages(None, &messages, true).unwrap();
-        assert_eq!(
-            r,
-            [
-                special("<|im_start|>User: "),
-                plain("intro\n"),
-                plain("\nFrame from 00:00:"),
-                Image(0),
-                plain("What happens?"),
                 special("<end_of_utterance>\nAssistant:"),
             ]
         );

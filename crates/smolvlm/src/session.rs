@@ -646,15 +646,15 @@ impl Session {
         let watchdog = options.watchdog(started);
         let mut timings = Timings::default();
         let segments = render(self.model.chat_template(), &prompt.into(), 1)?;
-        let mut media = [Media::new(image.into())];
-        let (items, mut planned) = self.plan(&segments, &mut media, &watchdog, &mut timings)?;
+        let media = [Media::new(image.into())];
+        let (items, mut planned) = self.plan(&segments, &media, &watchdog, &mut timings)?;
         let nothing = Start {
             item: 0,
             offset: 0,
             entries: 0,
             pos: 0,
         };
-        let counts = self.count(&items, &mut planned, nothing, &mut media, &mut timings)?;
+        let counts = self.count(&items, &mut planned, nothing, &media, &mut timings)?;
         timings.total = started.elapsed();
         timings.tokenize = timings
             .total
