@@ -1,7 +1,8 @@
 #!/usr/bin/env sh
 # Runs the desktop example under a virtual X server on the testkit's tiny
-# model, captions the sample photo, and saves a screenshot of the window
-# once the caption is done: proof that the UI works without a screen.
+# model, captions the sample photo, asks a follow-up, and saves a screenshot
+# of the window once the answer is done: proof that the UI works without a
+# screen.
 #
 #   sh scripts/desktop-screenshot.sh [OUT.png]   (default target/desktop-screenshot.png)
 #
@@ -28,7 +29,7 @@ rm -f "$out"
 # Mesa's software renderer; no GPU needed.
 LIBGL_ALWAYS_SOFTWARE=1 timeout 120 xvfb-run -a -s "-screen 0 800x700x24" \
     target/release/smolvlm-desktop --model "$dir/model.gguf" --mmproj "$dir/mmproj.gguf" \
-    --screenshot "$out" examples/images/coffee.jpg
+    --screenshot "$out" --ask "What colour is the cup?" examples/images/coffee.jpg
 if [ ! -s "$out" ]; then
     echo "no screenshot was written to $out" >&2
     exit 1

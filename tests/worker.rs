@@ -291,3 +291,41 @@ fn zero_sessions_or_capacity_are_invalid() {
         Err(Error::InvalidOption { .. })
     ));
 }
+
+/// A desktop app's follow-up: the app keeps the conversation, submits it,
+/// and appends each answer; with one session the image is not encoded again.
+#[test]
+fn a_conversation_request_answers_follow_ups_without_encoding_again() {
+    let worker = Worker::new(model(), 1, 4).unwrap();
+    let mut chat = smolvlm::Conversation::new();
+    chat.user([gradient(96, 64)], "Describe this image.");
+    let mut expected_chat = chat.clone();
+    let mut plain = model().session().unwrap();
+    for follow_up in ["What colour is it?", "Is it a photo?"] {
+        let caption = worker
+            .submit(Request::reply(chat.clone()).with_options(greedy()))
+            .unwrap()
+            .wait()
+            .unwrap();
+        let expected = plain.reply(&mut expected_chat, &greedy()).unwrap();
+        assert_eq!(caption.tokens, expected.tokens);
+        assert_eq!(caption.images_encoded, expected.images_encoded);
+        chat.assistant(caption.text.trim());
+        chat.user(None::<smolvlm::JobImage>, follow_up);
+        expected_chat.user(None::<smolvlm::JobImage>, follow_up);
+    }
+    let last = worker
+        .submit(Request::reply(chat.clone()).with_options(greedy()))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!((last.images, last.images_encoded), (1, 0));
+    // A conversation with nothing to answer fails as the session would.
+    chat.assistant("Done.");
+    let err = worker
+        .submit(Request::reply(chat).with_options(greedy()))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_option");
+}

@@ -11,6 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::conversation::Conversation;
 use crate::error::{CaptionError, Error, Result, Stage};
 use crate::generation::{CancelToken, GenerationOptions};
 use crate::image::{ImageInput, ImageOptions};
@@ -73,16 +74,22 @@ impl From<image::DynamicImage> for JobImage {
     }
 }
 
-/// What to caption, how: an image, a prompt and options.
+/// What to caption, how: an image and a prompt, or a conversation to
+/// answer; and options.
 ///
 /// ```
-/// use smolvlm::{GenerationOptions, Request};
+/// use smolvlm::{Conversation, GenerationOptions, Request};
 /// let request = Request::new(std::path::PathBuf::from("photo.jpg"), "Describe this image.")
 ///     .with_options(GenerationOptions::default().with_max_tokens(64));
+/// // A follow-up: the app keeps the conversation and appends each answer.
+/// let mut chat = Conversation::new();
+/// chat.user([std::path::PathBuf::from("photo.jpg")], "Describe this image.");
+/// chat.assistant("A cup of coffee on a table.");
+/// chat.user(None::<std::path::PathBuf>, "What colour is the cup?");
+/// let follow_up = Request::reply(chat.clone());
 /// ```
 pub struct Request {
-    image: JobImage,
-    prompt: Prompt,
+    input: Input,
     options: GenerationOptions,
     image_options: Option<ImageOptions>,
     notify: Option<Arc<dyn Fn() + Send + Sync>>,
@@ -91,7 +98,7 @@ pub struct Request {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
-            .field("prompt", &self.prompt)
+            .field("input", &self.input)
             .field("options", &self.options)
             .field("image_options", &self.image_options)
             .field("notify", &self.notify.is_some())
@@ -102,9 +109,22 @@ impl std::fmt::Debug for Request {
 impl Request {
     /// A request with default generation options.
     pub fn new(image: impl Into<JobImage>, prompt: impl Into<Prompt>) -> Self {
+        Self::with_input(Input::Caption(image.into(), prompt.into()))
+    }
+
+    /// A request to answer the conversation's last user turn, as
+    /// [`Session::reply`] does; the job's caption is the answer. The app
+    /// keeps its conversation and appends the answer (`caption.text`) when
+    /// the job finishes. A follow-up evaluates only its own turn when it
+    /// reaches the session that answered the turn before: with one session,
+    /// always.
+    pub fn reply(conversation: Conversation) -> Self {
+        Self::with_input(Input::Reply(Box::new(conversation)))
+    }
+
+    fn with_input(input: Input) -> Self {
         Self {
-            image: image.into(),
-            prompt: prompt.into(),
+            input,
             options: GenerationOptions::default(),
             image_options: None,
             notify: None,
@@ -134,6 +154,13 @@ impl Request {
         self.notify = Some(Arc::new(notify));
         self
     }
+}
+
+/// What a job does.
+#[derive(Debug)]
+enum Input {
+    Caption(JobImage, Prompt),
+    Reply(Box<Conversation>),
 }
 
 /// What happened to a job, in order. The last event is `Finished` or `Failed`.
@@ -429,27 +456,27 @@ fn serve(index: usize, mut session: Session, shared: &Shared, running: &Mutex<Ve
         events.send(Event::Started { session: index });
         session.set_image_options(request.image_options.clone().unwrap_or_default());
         let options = request.options.clone().with_also_cancel(cancel.clone());
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            session.caption_observed(
-                request.image.input(),
-                request.prompt.clone(),
-                &options,
-                |progress| match progress {
-                    Progress::Tokenized {
-                        prompt_tokens,
-                        image_tokens,
-                        tiles,
-                    } => events.send(Event::Tokenized {
-                        prompt_tokens,
-                        image_tokens,
-                        tiles,
-                    }),
-                    Progress::Prefilled { encode, .. } => {
-                        events.send(Event::Prefilled { encode });
-                    }
-                    Progress::Text(piece) => events.send(Event::Text(piece.to_owned())),
-                },
-            )
+        let observer = |progress: Progress<'_>| match progress {
+            Progress::Tokenized {
+                prompt_tokens,
+                image_tokens,
+                tiles,
+            } => events.send(Event::Tokenized {
+                prompt_tokens,
+                image_tokens,
+                tiles,
+            }),
+            Progress::Prefilled { encode, .. } => {
+                events.send(Event::Prefilled { encode });
+            }
+            Progress::Text(piece) => events.send(Event::Text(piece.to_owned())),
+        };
+        let mut input = request.input;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut input {
+            Input::Caption(image, prompt) => {
+                session.caption_observed(image.input(), prompt.clone(), &options, observer)
+            }
+            Input::Reply(conversation) => session.reply_observed(conversation, &options, observer),
         }));
         running
             .lock()

@@ -1,6 +1,6 @@
 //! A desktop app that captions images without ever blocking its UI thread:
 //! open an image (type a path, or drop a file on the window), watch the
-//! caption stream in, cancel it.
+//! caption stream in, cancel it, ask follow-up questions about it.
 //!
 //! ```sh
 //! cargo run --release -p smolvlm-desktop -- [--model NAME|model.gguf --mmproj mmproj.gguf] [IMAGE]
@@ -8,16 +8,21 @@
 //!
 //! The model loads on a background thread (with a progress bar); captions
 //! run on a [`smolvlm::Worker`], whose job events wake the UI through
-//! `request_repaint`. `--screenshot FILE` saves the window once the first
-//! caption has finished, then quits (`scripts/desktop-screenshot.sh` runs it
-//! under Xvfb). Follow-up questions wait for conversations in the library.
+//! `request_repaint`. The image and its answers form a
+//! [`smolvlm::Conversation`]: a follow-up goes to the worker's one session,
+//! which still holds the image, so it is answered without encoding it again.
+//! `--screenshot FILE` saves the window once the caption (and the
+//! `--ask TEXT` follow-up, if given) has finished, then quits
+//! (`scripts/desktop-screenshot.sh` runs it under Xvfb).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 
 use eframe::egui;
-use smolvlm::{Event, Job, Model, ModelFiles, ModelSource, Request, Worker};
+use smolvlm::{
+    Conversation, Event, Job, JobImage, Model, ModelFiles, ModelSource, Request, Worker,
+};
 
 /// Command-line settings.
 #[derive(Debug, Default)]
@@ -26,6 +31,7 @@ struct Args {
     mmproj: Option<String>,
     image: Option<PathBuf>,
     screenshot: Option<PathBuf>,
+    ask: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -37,8 +43,9 @@ fn args() -> Result<Args, String> {
             "--model" | "-m" => args.model = Some(value("--model")?),
             "--mmproj" => args.mmproj = Some(value("--mmproj")?),
             "--screenshot" => args.screenshot = Some(PathBuf::from(value("--screenshot")?)),
+            "--ask" => args.ask = Some(value("--ask")?),
             "--help" | "-h" => {
-                return Err("usage: smolvlm-desktop [--model NAME|FILE --mmproj FILE] [--screenshot OUT.png] [IMAGE]".to_owned())
+                return Err("usage: smolvlm-desktop [--model NAME|FILE --mmproj FILE] [--screenshot OUT.png [--ask FOLLOW-UP]] [IMAGE]".to_owned())
             }
             _ if arg.starts_with('-') => return Err(format!("unknown option {arg}")),
             _ => args.image = Some(PathBuf::from(arg)),
@@ -89,9 +96,18 @@ struct App {
     path: String,
     picture: Option<egui::TextureHandle>,
     job: Option<Job>,
+    /// The image, the questions and the answers so far.
+    chat: Conversation,
+    /// Earlier questions and answers, shown above the current answer.
+    history: Vec<(String, String)>,
+    /// The question being answered, and its answer as it streams.
+    question: String,
     caption: String,
+    follow_up: String,
     status: String,
     screenshot: Option<PathBuf>,
+    /// A follow-up to ask once the caption is done (for the screenshot).
+    auto_ask: Option<String>,
     shot_requested: bool,
 }
 
@@ -110,9 +126,14 @@ impl App {
                 .unwrap_or_default(),
             picture: None,
             job: None,
+            chat: Conversation::new(),
+            history: Vec::new(),
+            question: String::new(),
             caption: String::new(),
+            follow_up: String::new(),
             status: "loading the model".to_owned(),
             screenshot: args.screenshot,
+            auto_ask: args.ask,
             shot_requested: false,
         }
     }
@@ -159,9 +180,31 @@ impl App {
                 self.picture = None;
             }
         }
+        // A new image starts a new conversation.
+        self.chat = Conversation::new();
+        self.history.clear();
+        self.chat.user([path], "Describe this image.");
+        self.question.clear();
+        self.submit(ctx);
+    }
+
+    /// Asks the follow-up typed below the answer.
+    fn ask(&mut self, ctx: &egui::Context, question: String) {
+        if question.trim().is_empty() || self.chat.is_empty() || self.job.is_some() {
+            return;
+        }
+        self.history
+            .push((std::mem::take(&mut self.question), self.caption.clone()));
+        self.chat.user(None::<JobImage>, question.trim());
+        self.question = question.trim().to_owned();
+        self.submit(ctx);
+    }
+
+    /// Sends the conversation to the worker: its last turn is answered.
+    fn submit(&mut self, ctx: &egui::Context) {
         let Some(worker) = &self.worker else { return };
         let repaint = ctx.clone();
-        let request = Request::new(path, "Describe this image.")
+        let request = Request::reply(self.chat.clone())
             .with_options(smolvlm::GenerationOptions::default().with_max_tokens(128))
             .with_notify(move || repaint.request_repaint());
         self.caption.clear();
@@ -189,13 +232,24 @@ impl App {
                 Event::Text(piece) => self.caption.push_str(&piece),
                 Event::Finished(caption) => {
                     self.status = format!(
-                        "done: {} tokens in {:.1} s",
+                        "done: {} tokens in {:.1} s{}",
                         caption.tokens.len(),
-                        caption.timings.total.as_secs_f64()
+                        caption.timings.total.as_secs_f64(),
+                        if caption.images > 0 && caption.images_encoded == 0 {
+                            " (the image was still in the session: not encoded again)"
+                        } else {
+                            ""
+                        }
                     );
-                    self.caption = caption.text;
+                    self.caption = caption.text.trim().to_owned();
+                    self.chat.assistant(self.caption.clone());
                 }
-                Event::Failed(e) => self.status = format!("failed [{}]: {e}", e.kind()),
+                Event::Failed(e) => {
+                    self.status = format!("failed [{}]: {e}", e.kind());
+                    // The unanswered question goes, so the next is not a
+                    // second user turn in a row.
+                    self.chat.pop();
+                }
                 _ => {}
             }
             if self.status.starts_with("done") || self.status.starts_with("failed") {
@@ -212,6 +266,12 @@ impl App {
         };
         if self.shot_requested || !(self.status.starts_with("done") || self.error.is_some()) {
             return;
+        }
+        if let Some(question) = self.auto_ask.take() {
+            if self.error.is_none() {
+                self.ask(ctx, question);
+                return;
+            }
         }
         self.shot_requested = true;
         let quit = ctx.clone();
@@ -273,8 +333,28 @@ impl eframe::App for App {
             });
             ui.label("…or drop an image file on this window.");
             ui.separator();
+            for (question, answer) in &self.history {
+                if !question.is_empty() {
+                    ui.label(egui::RichText::new(format!("> {question}")).italics());
+                }
+                ui.label(answer);
+            }
+            if !self.question.is_empty() {
+                ui.label(egui::RichText::new(format!("> {}", self.question)).italics());
+            }
             ui.label(egui::RichText::new(&self.caption).size(18.0));
             ui.small(&self.status);
+            ui.horizontal(|ui| {
+                ui.label("Follow-up:");
+                let field = ui.text_edit_singleline(&mut self.follow_up);
+                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                let can_ask = self.job.is_none() && !self.chat.is_empty();
+                if (ui.add_enabled(can_ask, egui::Button::new("Ask")).clicked() || enter) && can_ask
+                {
+                    let question = std::mem::take(&mut self.follow_up);
+                    self.ask(&ctx, question);
+                }
+            });
             if let Some(picture) = &self.picture {
                 ui.add(egui::Image::new(picture).max_size(egui::vec2(560.0, 360.0)));
             }
