@@ -153,6 +153,12 @@ struct Caption {
     finish: String,
     /// Seconds per stage: decode, resize, tokenize, encode, prefill, generate, total.
     timings: HashMap<String, f64>,
+    /// Images in the prompt.
+    images: usize,
+    /// Of those, how many were encoded (the others were in the session's cache).
+    images_encoded: usize,
+    /// Prompt tokens reused from the session's cache instead of evaluated.
+    cached_tokens: usize,
 }
 
 #[pymethods]
@@ -199,6 +205,9 @@ impl From<smolvlm::Caption> for Caption {
             tiles: c.tiles,
             finish: finish.to_owned(),
             timings,
+            images: c.images,
+            images_encoded: c.images_encoded,
+            cached_tokens: c.cached_tokens,
         }
     }
 }
@@ -394,6 +403,45 @@ impl Model {
         })
         .map(Caption::from)
         .map_err(|e| to_py(&e))
+    }
+
+    #[pyo3(signature = (images, prompt, max_tokens=None, temperature=0.0, seed=0, stop=Vec::new(), timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn ask(
+        &self,
+        py: Python<'_>,
+        images: Vec<Image>,
+        prompt: String,
+        max_tokens: Option<u32>,
+        temperature: f32,
+        seed: u32,
+        stop: Vec<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Caption> {
+        let options = generation(max_tokens, temperature, seed, stop, timeout)?;
+        let shared = Arc::clone(&self.shared);
+        py.detach(move || {
+            let inputs: Vec<ImageInput<'_>> = images.iter().map(Image::input).collect();
+            shared.with_session(|s| s.ask(&inputs, prompt.as_str(), &options))
+        })
+        .map(Caption::from)
+        .map_err(|e| to_py(&e))
+    }
+
+    #[pyo3(signature = (system=None))]
+    fn chat(&self, system: Option<String>) -> Chat {
+        let mut conversation = smolvlm::Conversation::new();
+        if let Some(system) = &system {
+            conversation.system(system.clone());
+        }
+        Chat {
+            shared: Arc::clone(&self.shared),
+            state: Mutex::new(ChatState {
+                session: None,
+                conversation,
+                system,
+            }),
+        }
     }
 
     #[pyo3(signature = (image, prompt, max_tokens=None, temperature=0.0, seed=0, stop=Vec::new(), timeout=None))]
@@ -604,6 +652,131 @@ impl Drop for Stream {
     }
 }
 
+/// A conversation with its own session: follow-ups evaluate only their own
+/// turn, and its images are not encoded again.
+#[pyclass(module = "smolvlm._native", frozen)]
+struct Chat {
+    shared: Arc<Shared>,
+    state: Mutex<ChatState>,
+}
+
+struct ChatState {
+    /// Taken from the model's idle sessions on the first message and kept:
+    /// it holds the conversation in its KV cache.
+    session: Option<Session>,
+    conversation: smolvlm::Conversation,
+    system: Option<String>,
+}
+
+#[pymethods]
+impl Chat {
+    /// Sends a user message (images first, then the text) and returns the
+    /// answer, which joins the conversation. On an error the message is
+    /// dropped and the conversation is as it was.
+    #[pyo3(signature = (text, images=Vec::new(), max_tokens=None, temperature=0.0, seed=0, stop=Vec::new(), timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        py: Python<'_>,
+        text: String,
+        images: Vec<Image>,
+        max_tokens: Option<u32>,
+        temperature: f32,
+        seed: u32,
+        stop: Vec<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Caption> {
+        let options = generation(max_tokens, temperature, seed, stop, timeout)?;
+        let shared = Arc::clone(&self.shared);
+        let state = &self.state;
+        py.detach(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let state = &mut *state;
+            let session = match state.session.take() {
+                Some(session) => session,
+                None => {
+                    let idle = shared
+                        .idle
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .pop();
+                    match idle {
+                        Some(session) => session,
+                        None => shared.model.session()?,
+                    }
+                }
+            };
+            let session = state.session.insert(session);
+            session.set_image_options(shared.image_options());
+            let mut message = smolvlm::Message::user();
+            for image in images {
+                message = message.image(image.inner);
+            }
+            state.conversation.push(message.text(text));
+            let answer = session.reply(&mut state.conversation, &options);
+            if answer.is_err() {
+                state.conversation.pop();
+            }
+            answer
+        })
+        .map(Caption::from)
+        .map_err(|e| to_py(&e))
+    }
+
+    /// Starts over (the system message stays).
+    fn reset(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.conversation.clear();
+        if let Some(system) = state.system.clone() {
+            state.conversation.system(system);
+        }
+        if let Some(session) = state.session.as_mut() {
+            session.forget();
+        }
+    }
+
+    /// The turns so far: (role, text, number of images).
+    fn history(&self) -> Vec<(String, String, usize)> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .conversation
+            .messages()
+            .iter()
+            .map(|m| {
+                let role = match m.role() {
+                    smolvlm::Role::System => "system",
+                    smolvlm::Role::User => "user",
+                    _ => "assistant",
+                };
+                let mut text = String::new();
+                let mut images = 0;
+                for part in m.parts() {
+                    match part {
+                        smolvlm::Part::Text(t) => text.push_str(t.as_str()),
+                        _ => images += 1,
+                    }
+                }
+                (role.to_owned(), text, images)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        // The session goes back to the model's idle ones, emptied.
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut session) = state.session.take() {
+            session.forget();
+            self.shared
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(session);
+        }
+    }
+}
+
 /// Parses the old wrapper's configuration (JSON, or TOML with `toml=True`):
 /// returns `(model, timeout, smart_crop, stretch_to, warnings)`, or raises
 /// `ConfigError` naming the bad key, exactly as `smolvlm caption --config`.
@@ -637,6 +810,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Image>()?;
     m.add_class::<Caption>()?;
     m.add_class::<Stream>()?;
+    m.add_class::<Chat>()?;
     m.add_function(wrap_pyfunction!(parse_legacy_config, m)?)?;
     m.add("SmolVLMError", py.get_type::<SmolVLMError>())?;
     m.add("LoadError", py.get_type::<LoadError>())?;

@@ -145,3 +145,37 @@ def test_a_caption_equals_the_cli_record(model, tiny_files, png_bytes, tmp_path)
     )
     record = json.loads(out.read_text().splitlines()[0])
     assert record["caption"] == model.caption(str(image), max_tokens=MAX).text
+
+
+def test_ask_takes_several_images_in_order(model, picture, png_bytes):
+    both = model.ask([picture, png_bytes], "Compare them.", max_tokens=MAX)
+    assert both.images == 2
+    # The pooled session still holds both: asked again, it encodes neither.
+    again = model.ask([picture, png_bytes], "Compare them.", max_tokens=MAX)
+    assert (again.images_encoded, again.tokens) == (0, both.tokens)
+    one = model.caption(picture, max_tokens=MAX)
+    assert both.image_tokens == 2 * one.image_tokens
+    none = model.ask([], "Say hi.", max_tokens=MAX)
+    assert (none.images, none.image_tokens) == (0, 0)
+    # A typed media marker is text, not a second image.
+    typed = model.ask([picture], "What is <__media__>?", max_tokens=MAX)
+    assert typed.images == 1
+
+
+def test_a_chat_answers_follow_ups_without_encoding_again(model, picture, tmp_path):
+    chat = model.chat(system="Answer briefly.")
+    first = chat.send("Describe this image.", images=[picture], max_tokens=MAX)
+    assert first.images_encoded == 1
+    second = chat.send("What colour is it?", max_tokens=MAX)
+    assert (second.images, second.images_encoded) == (1, 0)
+    assert second.cached_tokens >= first.prompt_tokens
+    assert [t[0] for t in chat.history] == ["system", "user", "assistant", "user", "assistant"]
+    # A failed message is dropped; the conversation goes on.
+    with pytest.raises(smolvlm.ImageError):
+        chat.send("And this?", images=[str(tmp_path / "missing.png")], max_tokens=MAX)
+    assert len(chat.history) == 5
+    chat.reset()
+    assert chat.history == [("system", "Answer briefly.", 0)]
+    again = chat.send("Describe this image.", images=[picture], max_tokens=MAX)
+    assert again.tokens == first.tokens
+    assert again.images_encoded == 1

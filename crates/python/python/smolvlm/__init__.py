@@ -32,6 +32,7 @@ from ._native import (
 
 __all__ = [
     "Model",
+    "Chat",
     "Caption",
     "Stream",
     "SmolVLMError",
@@ -141,6 +142,32 @@ class Model:
             _image(image), prompt, max_tokens, temperature, seed, list(stop), timeout
         )
 
+    def ask(
+        self,
+        images: Iterable[ImageLike],
+        prompt: str,
+        max_tokens: Optional[int] = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+        stop: Sequence[str] = (),
+        timeout: Optional[float] = None,
+    ) -> Caption:
+        """One answer about several images (or none), given in order, then
+        the prompt, in one user turn. Each image is encoded once."""
+        return self._native.ask(
+            [_image(i) for i in images], prompt, max_tokens, temperature, seed, list(stop), timeout
+        )
+
+    def chat(self, system: Optional[str] = None) -> "Chat":
+        """A conversation with a session of its own, so that follow-ups
+        evaluate only their own turn and do not encode its images again::
+
+            chat = model.chat()
+            chat.send("Describe this image.", images=["photo.jpg"])
+            print(chat.send("What colour is the cup?").text)
+        """
+        return Chat(self._native.chat(system))
+
     def stream(
         self,
         image: ImageLike,
@@ -186,3 +213,42 @@ class Model:
             )
         )
         return [next(results) if isinstance(img, _native.Image) else img for img in native]
+
+
+class Chat:
+    """A conversation about images, from ``Model.chat()``.
+
+    It holds a session of its own, which keeps the conversation in its KV
+    cache: a follow-up evaluates only its own turn (``Caption.images_encoded``
+    is 0 and ``Caption.cached_tokens`` counts what was reused). Answers
+    equal what a fresh session gives for the whole conversation.
+    """
+
+    def __init__(self, native: "_native.Chat") -> None:
+        self._native = native
+
+    def send(
+        self,
+        text: str,
+        images: Iterable[ImageLike] = (),
+        max_tokens: Optional[int] = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+        stop: Sequence[str] = (),
+        timeout: Optional[float] = None,
+    ) -> Caption:
+        """Sends a message (its images first, then the text) and returns the
+        answer, which joins the conversation. On an error the message is
+        dropped, and the conversation goes on as it was."""
+        return self._native.send(
+            text, [_image(i) for i in images], max_tokens, temperature, seed, list(stop), timeout
+        )
+
+    def reset(self) -> None:
+        """Starts over; a system message given to ``Model.chat`` stays."""
+        self._native.reset()
+
+    @property
+    def history(self) -> List[tuple]:
+        """The turns so far, as ``(role, text, number_of_images)``."""
+        return self._native.history()
