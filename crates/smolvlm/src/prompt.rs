@@ -184,6 +184,7 @@ pub(crate) fn render_messages(
     if rendered.contains('\0') {
         return Err(CaptionError::NulInPrompt);
     }
+    let segments = spaces_to_text(segments);
     let found = segments
         .iter()
         .filter(|s| matches!(s, Segment::Image(_)))
@@ -304,6 +305,30 @@ fn place(
     Ok(segments)
 }
 
+/// Moves the whitespace that ends a template segment into the text that
+/// follows it: `User: ` then `What` is tokenized as the reference processor
+/// tokenizes the whole string, `User`, `:`, ` What`, not with a lone space
+/// token. Whitespace forms no special token, so this stays safe.
+fn spaces_to_text(segments: Vec<Segment>) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
+    for segment in segments {
+        if let (Segment::Plain(text), Some(Segment::Special(before))) = (&segment, out.last_mut()) {
+            let kept = before.trim_end().len();
+            if kept < before.len() {
+                let text = format!("{}{text}", &before[kept..]);
+                before.truncate(kept);
+                if before.is_empty() {
+                    out.pop();
+                }
+                out.push(Segment::Plain(text));
+                continue;
+            }
+        }
+        out.push(segment);
+    }
+    out
+}
+
 fn flush(segments: &mut Vec<Segment>, special: &mut String) {
     if !special.is_empty() {
         segments.push(Segment::Special(std::mem::take(special)));
@@ -380,9 +405,10 @@ mod tests {
                 special("<end_of_utterance>\nAssistant:"),
             ]
         );
-        // No image: the template's "User: " for a text-first turn.
+        // No image: the template's "User: " for a text-first turn, its
+        // space tokenized with the text, as the reference processor does.
         let r = render(None, &"Hi".into(), 0).unwrap();
-        assert_eq!(r[0], special("<|im_start|>User: "));
+        assert_eq!(r[..2], [special("<|im_start|>User:"), plain(" Hi")]);
     }
 
     #[test]
@@ -408,10 +434,10 @@ mod tests {
                 special("<|im_start|>User:"),
                 Image(0),
                 plain("What is it?"),
-                special("<end_of_utterance>\nAssistant: "),
-                plain("A cup."),
-                special("<end_of_utterance>\nUser: "),
-                plain("And this <image>?"),
+                special("<end_of_utterance>\nAssistant:"),
+                plain(" A cup."),
+                special("<end_of_utterance>\nUser:"),
+                plain(" And this <image>?"),
                 Image(1),
                 special("<end_of_utterance>\nAssistant:"),
             ]
