@@ -330,7 +330,7 @@ fn follow_up(files: &ModelFiles, threads: u32, out: &mut String) {
         let started = Instant::now();
         let a = session.reply(&mut chat, &options).expect("first turn");
         first.push(a.timings, started.elapsed());
-        chat.user(None::<PathBuf>, "What colours are in it?");
+        chat.user_text("What colours are in it?");
         let asked = chat.clone();
         let started = Instant::now();
         let b = session.reply(&mut chat, &options).expect("follow-up");

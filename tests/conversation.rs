@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use smolvlm::{CaptionError, Conversation, Error, ImageInput, JobImage, Message, Prompt};
+use smolvlm::{CaptionError, Conversation, Error, ImageInput, Message, Prompt};
 use smolvlm_testkit::images::{gradient, noise};
 
 use crate::util::{greedy, model};
@@ -35,7 +35,7 @@ fn a_follow_up_evaluates_only_its_turn_and_answers_as_a_fresh_session_does() {
         matches!(chat.messages()[1].parts(), [smolvlm::Part::Text(t)] if t == first.text.trim())
     );
 
-    chat.user(None::<JobImage>, "What colour is it?");
+    chat.user_text("What colour is it?");
     let asked = chat.clone();
     let second = session.reply(&mut chat, &greedy()).unwrap();
     assert_eq!((second.images, second.images_encoded), (1, 0));
@@ -81,14 +81,14 @@ fn a_session_between_turns_of_another_prompt_reuses_what_is_left() {
     session
         .caption(&noise(64, 64, 1), "Describe this image.", &greedy())
         .unwrap();
-    chat.user(None::<JobImage>, "Is it dark?");
+    chat.user_text("Is it dark?");
     let asked = chat.clone();
     let again = session.reply(&mut chat, &greedy()).unwrap();
     // ...so the image is encoded again, and the answer is still the same.
     assert_eq!(again.images_encoded, 1);
     assert_eq!(again.tokens, fresh_reply(&asked).tokens);
     // forget() drops the cache on purpose.
-    chat.user(None::<JobImage>, "Sure?");
+    chat.user_text("Sure?");
     session.forget();
     let after = session.reply(&mut chat, &greedy()).unwrap();
     assert_eq!((after.images_encoded, after.cached_tokens), (1, 0));
@@ -145,7 +145,7 @@ fn a_conversation_must_end_with_a_turn_to_answer() {
         "{err}"
     );
     let mut answered = Conversation::new();
-    answered.user(None::<JobImage>, "Hi").assistant("Hello.");
+    answered.user_text("Hi").assistant("Hello.");
     let err = session.reply(&mut answered, &greedy()).unwrap_err();
     assert_eq!(err.kind(), "invalid_option");
     assert_eq!(

@@ -113,6 +113,12 @@ fn run_in_child(name: &str) -> Vec<String> {
         // 1 MB once, whatever the program does. One arena keeps the figure
         // about the program's memory; a leak grows it all the same.
         .env("MALLOC_ARENA_MAX", "1")
+        // glibc raises its mmap threshold each time a large mmapped block is
+        // freed, so later blocks of that size land on the heap instead and
+        // RSS climbs in steps of megabytes, at moments that depend on thread
+        // timing (seen with sessions created and dropped each round). A fixed
+        // threshold keeps large blocks mmapped and returned on free.
+        .env("MALLOC_MMAP_THRESHOLD_", "131072")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -374,13 +380,9 @@ fn worker_child() {
     if !is_child() {
         return;
     }
-    // Threads come and go each round: the heap takes up to about 40 rounds
-    // to settle. Measured per round: steps of 1-5 MB over the first 35 or
-    // so (more or fewer as the threads happen to take the jobs), then flat
-    // to the end, in 30 measured rounds and in 200 alike; a leak would keep
-    // growing. With 20 rounds of warm-up one run in three failed the 2 %
-    // limit; with 40, eight in a row stayed under 0.9 %.
-    let (warm_up, n) = (count(40, 60), count(70, 260));
+    // Threads come and go each round: the heap takes about 20 rounds to
+    // settle (measured: 2 MB of growth over the first 20, then flat).
+    let (warm_up, n) = (count(20, 40), count(50, 200));
     let model = load(&LoadOptions::default().with_threads(1));
     let img = gradient(96, 64);
     let options = greedy().with_max_tokens(4);

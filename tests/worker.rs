@@ -311,8 +311,8 @@ fn a_conversation_request_answers_follow_ups_without_encoding_again() {
         assert_eq!(caption.tokens, expected.tokens);
         assert_eq!(caption.images_encoded, expected.images_encoded);
         chat.assistant(caption.text.trim());
-        chat.user(None::<smolvlm::JobImage>, follow_up);
-        expected_chat.user(None::<smolvlm::JobImage>, follow_up);
+        chat.user_text(follow_up);
+        expected_chat.user_text(follow_up);
     }
     let last = worker
         .submit(Request::reply(chat.clone()).with_options(greedy()))

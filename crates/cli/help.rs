@@ -86,6 +86,12 @@ RECORDS
     deadline_exceeded, cancelled, session (out of memory), eval, image_read
     and sidecar_write; every other kind is final.
   - Captions are trimmed of surrounding whitespace.
+  - prompt: only with several -p. Each image is asked every prompt, in
+    order, and encoded once (the session keeps it for the next prompt): one
+    record per image and prompt, this field saying which. Resume goes by
+    key, SHA-256 and prompt, so a lost record is asked again alone. Several
+    -p need JSONL records (CSV and txt have no prompt column) and no
+    --sidecar (one file per image).
 
   CSV: a header row, then the same fields in this order: path, sha256,
   caption, generated_tokens, prompt_tokens, image_tokens, tiles, finish,

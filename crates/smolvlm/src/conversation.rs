@@ -135,7 +135,7 @@ pub(crate) type Shaping = (ImageOptions, VisionParams);
 /// let mut chat = Conversation::new();
 /// chat.user([std::path::PathBuf::from("kitchen.jpg")], "What is on the table?");
 /// println!("{}", session.reply(&mut chat, &GenerationOptions::default())?.text);
-/// chat.user(None::<std::path::PathBuf>, "And on the wall?");
+/// chat.user_text("And on the wall?");
 /// println!("{}", session.reply(&mut chat, &GenerationOptions::default())?.text);
 /// # Ok::<(), smolvlm::Error>(())
 /// ```
@@ -172,6 +172,11 @@ impl Conversation {
             message = message.image(image);
         }
         self.push(message.text(text))
+    }
+
+    /// Appends a user turn of text alone: a follow-up.
+    pub fn user_text(&mut self, text: impl Into<String>) -> &mut Self {
+        self.push(Message::user().text(text))
     }
 
     /// Appends an assistant turn (an answer from elsewhere, or an example).

@@ -265,8 +265,7 @@ pub enum CaptionError {
         /// The session's batch size.
         n_batch: u32,
     },
-    /// A raw prompt must contain the media marker once per image (or
-    /// video frame), in order.
+    /// A raw prompt must contain the media marker once per image, in order.
     #[error("raw prompt must contain the media marker '{marker}' once per image ({expected}), found {found}")]
     Marker {
         /// The marker expected.

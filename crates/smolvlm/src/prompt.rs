@@ -67,7 +67,7 @@ pub(crate) enum Segment {
     /// cannot type a control token (`<end_of_utterance>`, `<|im_start|>`)
     /// or a second image into the prompt.
     Plain(String),
-    /// The image (or video frame) of this index, in the order given.
+    /// The image of this index, in the order given.
     Image(usize),
 }
 
@@ -143,10 +143,13 @@ pub(crate) fn render_messages(
         }
     }
     let template = template.unwrap_or(FALLBACK_CHAT_TEMPLATE);
-    let texts: Vec<&RenderPart<'_>> = messages
+    let texts: Vec<&str> = messages
         .iter()
         .flat_map(|m| &m.parts)
-        .filter(|p| !matches!(p, RenderPart::Image(_)))
+        .filter_map(|p| match p {
+            RenderPart::Text(text) => Some(*text),
+            RenderPart::Image(_) => None,
+        })
         .collect();
     let image_ids: Vec<usize> = messages
         .iter()
@@ -243,7 +246,7 @@ fn render_template(
 /// numbering images in the order the parts give them.
 fn place(
     rendered: &str,
-    texts: &[&RenderPart<'_>],
+    texts: &[&str],
     image_ids: &[usize],
 ) -> Result<Vec<Segment>, CaptionError> {
     let mut segments = Vec::new();
@@ -290,10 +293,7 @@ fn place(
         seen[id] = true;
         rest = &inner[end + STAND_IN.len_utf8()..];
         flush(&mut segments, &mut special);
-        match texts[id] {
-            RenderPart::Text(text) => segments.push(Segment::Plain((*text).to_owned())),
-            RenderPart::Image(_) => {}
-        }
+        segments.push(Segment::Plain(texts[id].to_owned()));
     }
     special.push_str(rest);
     flush(&mut segments, &mut special);

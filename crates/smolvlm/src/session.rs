@@ -115,7 +115,7 @@ pub struct Caption {
     /// preparation) after the same text, so their tokens were still in the
     /// KV cache. Then `timings.encode` is zero.
     pub reused_image: bool,
-    /// Images (and video frames) in the prompt.
+    /// Images in the prompt.
     pub images: usize,
     /// Of those, how many the vision encoder encoded in this call; the
     /// others were in the KV cache already.
@@ -233,24 +233,17 @@ struct ImageEntry {
     tiles: usize,
 }
 
-/// An image or video frame for a prompt.
+/// An image for a prompt.
 pub(crate) struct Media<'i> {
     pub input: ImageInput<'i>,
     /// Its key, when an earlier call computed it (a conversation keeps the
     /// keys of its images, so a follow-up need not prepare them again).
     pub key: Option<u64>,
-    /// Whether to hand the pixels to mtmd as they are, without planning a
-    /// grid (video frames, already at the tile size).
-    pub as_is: bool,
 }
 
 impl<'i> Media<'i> {
     pub(crate) fn new(input: ImageInput<'i>) -> Self {
-        Self {
-            input,
-            key: None,
-            as_is: false,
-        }
+        Self { input, key: None }
     }
 }
 
@@ -492,7 +485,7 @@ impl Session {
     /// let mut chat = Conversation::new();
     /// chat.user([std::path::PathBuf::from("photo.jpg")], "Describe this image.");
     /// let first = session.reply(&mut chat, &GenerationOptions::default())?;
-    /// chat.user(None::<std::path::PathBuf>, "What colour is the cup?");
+    /// chat.user_text("What colour is the cup?");
     /// let follow_up = session.reply(&mut chat, &GenerationOptions::default())?;
     /// assert_eq!(follow_up.images_encoded, 0);
     /// # Ok::<(), smolvlm::Error>(())
@@ -530,22 +523,22 @@ impl Session {
                 "the last turn must be the user's (or the system's): there is nothing to answer",
             ));
         }
-        let sampling = self.image_options.clone();
-        let vision = self.model.vision();
+        // Keys computed under other image settings are not trusted.
+        let shaping = (self.image_options.clone(), self.model.vision());
         let segments = conversation.render(self.model.chat_template())?;
-        let mut media = conversation.media(&(sampling.clone(), vision));
+        let mut media = conversation.media(&shaping);
         let caption = self.run(started, &segments, &mut media, options, observer)?;
         let keys: Vec<Option<u64>> = media.iter().map(|m| m.key).collect();
         drop(media);
-        conversation.remember(&(sampling, vision), &keys);
+        conversation.remember(&shaping, &keys);
         conversation.assistant(caption.text.trim());
         Ok(caption)
     }
 
-    /// Forgets what the KV cache holds: the next prompt starts from nothing.
-    /// A session forgets on its own whenever a prompt begins differently;
-    /// call this to free the cached state's meaning (the memory stays the
-    /// session's).
+    /// Empties the KV cache: the next prompt is evaluated whole. A session
+    /// replaces what it holds on its own whenever a prompt begins
+    /// differently; call this to time a whole caption again, or to drop a
+    /// conversation's content from the session.
     pub fn forget(&mut self) {
         self.text.with_dependent_mut(|_, ctx| ctx.clear_kv_cache());
         self.ledger.clear();
@@ -990,23 +983,9 @@ impl Session {
         Ok(entry)
     }
 
-    /// An image's pixels for mtmd: prepared (planned and resized), or as
-    /// they are for a video frame.
+    /// An image's pixels for mtmd, prepared (planned and resized).
     fn media_bitmap(&mut self, media: &Media<'_>, timings: &mut Timings) -> Result<MtmdBitmap> {
-        match media.input {
-            ImageInput::Rgb(rgb) if media.as_is => {
-                MtmdBitmap::from_image_data(rgb.width(), rgb.height(), rgb.as_raw()).map_err(|_| {
-                    ImageError::BufferSize {
-                        width: rgb.width(),
-                        height: rgb.height(),
-                        expected: rgb.width() as usize * rgb.height() as usize * 3,
-                        actual: rgb.as_raw().len(),
-                    }
-                    .into()
-                })
-            }
-            input => self.bitmap(input, timings),
-        }
+        self.bitmap(media.input, timings)
     }
 
     /// Evaluates the prompt from where the KV cache stops matching it;

@@ -85,7 +85,7 @@ impl From<image::DynamicImage> for JobImage {
 /// let mut chat = Conversation::new();
 /// chat.user([std::path::PathBuf::from("photo.jpg")], "Describe this image.");
 /// chat.assistant("A cup of coffee on a table.");
-/// chat.user(None::<std::path::PathBuf>, "What colour is the cup?");
+/// chat.user_text("What colour is the cup?");
 /// let follow_up = Request::reply(chat.clone());
 /// ```
 pub struct Request {

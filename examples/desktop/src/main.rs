@@ -20,9 +20,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 
 use eframe::egui;
-use smolvlm::{
-    Conversation, Event, Job, JobImage, Model, ModelFiles, ModelSource, Request, Worker,
-};
+use smolvlm::{Conversation, Event, Job, Model, ModelFiles, ModelSource, Request, Worker};
 
 /// Command-line settings.
 #[derive(Debug, Default)]
@@ -195,7 +193,7 @@ impl App {
         }
         self.history
             .push((std::mem::take(&mut self.question), self.caption.clone()));
-        self.chat.user(None::<JobImage>, question.trim());
+        self.chat.user_text(question.trim());
         self.question = question.trim().to_owned();
         self.submit(ctx);
     }
