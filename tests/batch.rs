@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use smolvlm_testkit::images::{checkerboard, gradient, noise, solid, write_jpeg, write_png};
 
-use crate::util::{files, TempDir};
+use crate::util::{dump, files, TempDir};
 
 /// The binary with the tiny model and a clean environment, in `dir`; one
 /// thread unless `args` say otherwise (ggml's threads spin at barriers, so
@@ -45,15 +45,6 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn dump(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Every line of a JSONL file, each of which must parse.

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use smolvlm_testkit::images::{gradient, noise, with_exif_orientation, write_jpeg, write_png};
 
-use crate::util::{files, files_with, wide_heads, TempDir};
+use crate::util::{dump, files, files_with, wide_heads, TempDir};
 
 fn smolvlm(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_smolvlm"))
@@ -33,15 +33,6 @@ fn caption_args<'a>(
     ];
     args.extend_from_slice(extra);
     args
-}
-
-fn dump(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

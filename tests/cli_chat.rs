@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use smolvlm::{Conversation, JobImage};
 use smolvlm_testkit::images::{gradient, noise, write_png};
 
-use crate::util::{files, greedy, model, TempDir, MAX_TOKENS};
+use crate::util::{dump, files, greedy, model, TempDir, MAX_TOKENS};
 
 fn run(args: &[&std::ffi::OsStr], stdin: &str) -> Output {
     let f = files();
@@ -32,15 +32,6 @@ fn run(args: &[&std::ffi::OsStr], stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn dump(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn images(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {

@@ -15,7 +15,7 @@ use smolvlm_testkit::images::{gradient, write_png};
 use smolvlm_testkit::{tiny_model, tiny_model_with, TinyModelSpec};
 
 use crate::hub_server::{commit, FakeFile, Fault, HubServer};
-use crate::util::{model, TempDir};
+use crate::util::{dump, model, TempDir};
 
 pub(crate) const REPO: &str = "test-org/SmolVLM-Tiny-GGUF";
 pub(crate) const MODEL: &str = "SmolVLM-Tiny-Q8_0.gguf";
@@ -611,15 +611,6 @@ pub(crate) fn smolvlm(args: &[&str], hf_home: &Path, endpoint: Option<&str>) -> 
         command.env("HF_ENDPOINT", endpoint);
     }
     command.output().unwrap()
-}
-
-pub(crate) fn dump(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -6,11 +6,11 @@
 use smolvlm::{Error, FileRole, HubError, LoadOptions, Miss, Model, ModelSource};
 
 use crate::hub::{
-    dump, hub_err, hub_with_tiny, local_tokens, options, resolve, smolvlm, tiny_files, tokens_of,
-    MMPROJ, MODEL, REPO,
+    hub_err, hub_with_tiny, local_tokens, options, resolve, smolvlm, tiny_files, tokens_of, MMPROJ,
+    MODEL, REPO,
 };
 use crate::hub_server::{commit, FakeFile, HubServer};
-use crate::util::TempDir;
+use crate::util::{dump, TempDir};
 
 /// A Hub whose `repo` holds, at `main`, the tiny pair's bytes under each of
 /// `models` and `mmprojs` (and a README).

@@ -144,9 +144,9 @@ pub struct AskArgs {
     /// An image to ask about (repeatable, in order); none asks about text alone.
     #[arg(short = 'i', long = "image", value_name = "FILE")]
     pub images: Vec<PathBuf>,
-    /// The model.
+    /// The model and how answers are generated.
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub answer: AnswerArgs,
     /// The question, rendered with the model's chat template after the images.
     #[arg(short, long, required_unless_present = "raw_prompt")]
     pub prompt: Option<String>,
@@ -155,15 +155,6 @@ pub struct AskArgs {
     /// A literal \n in it becomes a newline.
     #[arg(long, conflicts_with = "prompt")]
     pub raw_prompt: Option<String>,
-    /// How the answer is generated.
-    #[command(flatten)]
-    pub generation: GenerationArgs,
-    /// Deadline in seconds [default: the config's timeout, else none].
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// Trim uniform borders before tiling [default: the config's smart_crop, else false].
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub smart_crop: Option<bool>,
     /// Also write the answer as one JSON record to FILE (the fields of a
     /// caption record, with "images" and "prompt" instead of a path).
     #[arg(short, long, value_name = "FILE")]
@@ -176,12 +167,20 @@ pub struct ChatArgs {
     /// An image for the first message (repeatable); /image FILE adds more later.
     #[arg(short = 'i', long = "image", value_name = "FILE")]
     pub images: Vec<PathBuf>,
-    /// The model.
+    /// The model and how answers are generated.
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub answer: AnswerArgs,
     /// A system turn before the conversation (instructions).
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+}
+
+/// The model and how answers are generated (shared by `ask` and `chat`).
+#[derive(Debug, Args)]
+pub struct AnswerArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// How answers are generated.
     #[command(flatten)]
     pub generation: GenerationArgs,

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Serialize;
 use smolvlm::{
     CancelToken, Caption, CaptionError, Conversation, Error, GenerationOptions, ImageInput,
-    Message, Model, Prompt, Session,
+    Message, Prompt, Session,
 };
 
-use crate::args::{AskArgs, ChatArgs};
+use crate::args::{AnswerArgs, AskArgs, ChatArgs};
 use crate::exit::Exit;
 use crate::model::ModelSettings;
 use crate::records::Captioned;
@@ -28,22 +28,13 @@ struct AskRecord<'a> {
 
 /// Runs `smolvlm ask`.
 pub fn ask(args: &AskArgs) -> Exit {
-    let (settings, options) =
-        match resolve(&args.model, &args.generation, args.timeout, args.smart_crop) {
-            Ok(resolved) => resolved,
-            Err(message) => return Exit::usage(&message),
-        };
+    let (mut session, options) = match start(&args.answer) {
+        Ok(started) => started,
+        Err(message) => return Exit::usage(&message),
+    };
     let prompt = match &args.raw_prompt {
         Some(raw) => Prompt::raw(raw.replace("\\n", "\n")),
         None => Prompt::from(args.prompt.clone().unwrap_or_default()),
-    };
-    let model = match settings.load() {
-        Ok(model) => model,
-        Err(message) => return Exit::usage(&message),
-    };
-    let mut session = match open(&model, &settings) {
-        Ok(session) => session,
-        Err(message) => return Exit::usage(&message),
     };
     let cancel = CancelToken::new();
     let on_signal = cancel.clone();
@@ -52,14 +43,8 @@ pub fn ask(args: &AskArgs) -> Exit {
     }
     let options = options.with_cancel(cancel);
     let images: Vec<ImageInput<'_>> = args.images.iter().map(|p| p.as_path().into()).collect();
-    let mut stdout = std::io::stdout().lock();
-    let answer = session.ask_observed(&images, prompt.clone(), &options, |progress| {
-        if let smolvlm::Progress::Text(piece) = progress {
-            let _ = stdout.write_all(piece.as_bytes());
-            let _ = stdout.flush();
-        }
-    });
-    let _ = writeln!(stdout);
+    let answer = session.ask_observed(&images, prompt.clone(), &options, print_text());
+    println!();
     match answer {
         Ok(caption) => match &args.output {
             Some(path) => match write_record(path, &args.images, &prompt, &caption) {
@@ -76,25 +61,33 @@ pub fn ask(args: &AskArgs) -> Exit {
     }
 }
 
-/// The model settings and generation options of `ask` and `chat`.
-fn resolve(
-    model: &crate::args::ModelArgs,
-    generation: &crate::args::GenerationArgs,
-    timeout: Option<f64>,
-    smart_crop: Option<bool>,
-) -> Result<(ModelSettings, GenerationOptions), String> {
-    let settings = ModelSettings::resolve(model, 1, timeout, smart_crop)?;
+/// Resolves and loads the model, and opens the session that answers:
+/// everything `ask` and `chat` do before the first question.
+///
+/// # Errors
+///
+/// A message naming the bad flag, file or model.
+fn start(args: &AnswerArgs) -> Result<(Session, GenerationOptions), String> {
+    let settings = ModelSettings::resolve(&args.model, 1, args.timeout, args.smart_crop)?;
     for warning in &settings.warnings {
         eprintln!("smolvlm: warning: {warning}");
     }
-    let options = crate::settings::generation(generation, &settings)?;
-    Ok((settings, options))
+    let options = crate::settings::generation(&args.generation, &settings)?;
+    // The session keeps the model alive.
+    let mut session = settings.load()?.session().map_err(|e| e.to_string())?;
+    session.set_image_options(settings.image.clone());
+    Ok((session, options))
 }
 
-fn open(model: &Model, settings: &ModelSettings) -> Result<Session, String> {
-    let mut session = model.session().map_err(|e| e.to_string())?;
-    session.set_image_options(settings.image.clone());
-    Ok(session)
+/// Prints each piece of text as it comes.
+fn print_text() -> impl FnMut(smolvlm::Progress<'_>) {
+    |progress| {
+        if let smolvlm::Progress::Text(piece) = progress {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }
+    }
 }
 
 fn write_record(
@@ -130,17 +123,8 @@ Ctrl-C stops an answer; the conversation goes on without it.";
 
 /// Runs `smolvlm chat`.
 pub fn chat(args: &ChatArgs) -> Exit {
-    let (settings, options) =
-        match resolve(&args.model, &args.generation, args.timeout, args.smart_crop) {
-            Ok(resolved) => resolved,
-            Err(message) => return Exit::usage(&message),
-        };
-    let model = match settings.load() {
-        Ok(model) => model,
-        Err(message) => return Exit::usage(&message),
-    };
-    let mut session = match open(&model, &settings) {
-        Ok(session) => session,
+    let (mut session, options) = match start(&args.answer) {
+        Ok(started) => started,
         Err(message) => return Exit::usage(&message),
     };
     // Ctrl-C cancels the answer in progress (the token of the moment), and
@@ -213,15 +197,8 @@ pub fn chat(args: &ChatArgs) -> Exit {
                 let token = CancelToken::new();
                 *current.lock().unwrap_or_else(PoisonError::into_inner) = token.clone();
                 let options = options.clone().with_cancel(token);
-                let mut stdout = std::io::stdout().lock();
-                let answer = session.reply_observed(&mut chat, &options, |progress| {
-                    if let smolvlm::Progress::Text(piece) = progress {
-                        let _ = stdout.write_all(piece.as_bytes());
-                        let _ = stdout.flush();
-                    }
-                });
-                let _ = writeln!(stdout);
-                drop(stdout);
+                let answer = session.reply_observed(&mut chat, &options, print_text());
+                println!();
                 if let Err(e) = answer {
                     // The turn goes, so the next message is not a second
                     // user turn in a row.

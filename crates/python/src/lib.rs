@@ -227,11 +227,8 @@ impl Shared {
             .clone()
     }
 
-    /// Runs `f` on an idle session (or a new one), then keeps the session.
-    fn with_session<T>(
-        &self,
-        f: impl FnOnce(&mut Session) -> smolvlm::Result<T>,
-    ) -> smolvlm::Result<T> {
+    /// An idle session (or a new one), set to the current image shaping.
+    fn take_session(&self) -> smolvlm::Result<Session> {
         let idle = self
             .idle
             .lock()
@@ -242,6 +239,15 @@ impl Shared {
             None => self.model.session()?,
         };
         session.set_image_options(self.image_options());
+        Ok(session)
+    }
+
+    /// Runs `f` on an idle session (or a new one), then keeps the session.
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&mut Session) -> smolvlm::Result<T>,
+    ) -> smolvlm::Result<T> {
+        let mut session = self.take_session()?;
         let result = f(&mut session);
         self.idle
             .lock()
@@ -693,21 +699,13 @@ impl Chat {
             let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
             let state = &mut *state;
             let session = match state.session.take() {
-                Some(session) => session,
-                None => {
-                    let idle = shared
-                        .idle
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .pop();
-                    match idle {
-                        Some(session) => session,
-                        None => shared.model.session()?,
-                    }
+                Some(mut session) => {
+                    session.set_image_options(shared.image_options());
+                    session
                 }
+                None => shared.take_session()?,
             };
             let session = state.session.insert(session);
-            session.set_image_options(shared.image_options());
             let mut message = smolvlm::Message::user();
             for image in images {
                 message = message.image(image.inner);

@@ -782,7 +782,7 @@ impl Session {
             };
             if p.key.is_none() {
                 watchdog.check(Stage::Tokenize)?;
-                let bitmap = self.media_bitmap(m, timings)?;
+                let bitmap = self.bitmap(m.input, timings)?;
                 p.key = Some(image_key(&bitmap));
                 p.bitmap = Some(bitmap);
             }
@@ -937,7 +937,7 @@ impl Session {
         }
         let bitmap = match planned.bitmap.take() {
             Some(bitmap) => bitmap,
-            None => self.media_bitmap(media, timings)?,
+            None => self.bitmap(media.input, timings)?,
         };
         let key = image_key(&bitmap);
         let input = MtmdInputText {
@@ -981,11 +981,6 @@ impl Session {
         planned.chunks = Some(chunks);
         planned.entry = Some(entry);
         Ok(entry)
-    }
-
-    /// An image's pixels for mtmd, prepared (planned and resized).
-    fn media_bitmap(&mut self, media: &Media<'_>, timings: &mut Timings) -> Result<MtmdBitmap> {
-        self.bitmap(media.input, timings)
     }
 
     /// Evaluates the prompt from where the KV cache stops matching it;
