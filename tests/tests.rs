@@ -7,6 +7,7 @@
 mod util;
 
 mod batch;
+mod cancel;
 mod caption;
 mod cli;
 mod cli_chat;

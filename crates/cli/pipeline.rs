@@ -77,6 +77,14 @@ pub enum Event {
     Skipped(Prior),
     /// The run cannot go on (no session could be opened).
     Fatal(String),
+    /// The vision encoder of caption thread `slot` moved: the image it
+    /// captions is this far encoded (0 when it has none in hand).
+    Moved {
+        /// Which caption thread.
+        slot: usize,
+        /// From 0 to 1.
+        fraction: f32,
+    },
 }
 
 /// The calling thread's side: it writes records and draws progress.
@@ -139,13 +147,13 @@ pub fn run(plan: Plan<'_>, observer: &mut dyn Observer) {
             }
             Some(std::sync::Arc::new(Mutex::new(rx)))
         };
-        for _ in 0..plan.parallel {
+        for slot in 0..plan.parallel {
             let source = match &queue {
                 Some(rx) => Source::Queue(rx.clone()),
                 None => Source::Inline(&jobs),
             };
             let (events, generation) = (events_tx.clone(), &generation);
-            scope.spawn(move || caption_worker(plan, source, generation, &events));
+            scope.spawn(move || caption_worker(plan, slot, source, generation, &events));
         }
         // Only the workers hold the queue and the event senders now, so
         // both close when the workers end.
@@ -203,6 +211,7 @@ enum Source<'a> {
 
 fn caption_worker(
     plan: &Plan<'_>,
+    slot: usize,
     source: Source<'_>,
     generation: &GenerationOptions,
     events: &Sender<Event>,
@@ -244,9 +253,18 @@ fn caption_worker(
             }
         }
         let Some(ready) = ready else { continue };
+        // The encoder's layers move the progress bar within the image.
+        let moved = |progress: smolvlm::Progress<'_>| {
+            if let smolvlm::Progress::Encoding(at) = progress {
+                let fraction = at.image_fraction();
+                let _ = events.send(Event::Moved { slot, fraction });
+            }
+        };
         for &i in &ready.pending {
             let asked = &plan.prompts[i];
-            let event = match session.caption(&*ready.image, asked.prompt.clone(), generation) {
+            let caption = session.caption_observed(&*ready.image, asked.prompt.clone(), generation, moved);
+            let _ = events.send(Event::Moved { slot, fraction: 0.0 });
+            let event = match caption {
                 // Abandoned: no record, so the next run captions it.
                 Err(smolvlm::Error::Caption(CaptionError::Cancelled { .. })) if stopped(plan) => {
                     return

@@ -301,6 +301,10 @@ impl Observer for Recorder<'_> {
                 self.broken = Some(message);
                 false
             }
+            Event::Moved { slot, fraction } => {
+                self.progress.moved(slot, fraction);
+                true
+            }
         }
     }
 

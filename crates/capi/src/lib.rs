@@ -51,7 +51,57 @@ pub struct smolvlm_session {
 #[derive(Debug)]
 pub struct smolvlm_options {
     options: GenerationOptions,
+    progress: Progress,
 }
+
+/// A progress callback with its user pointer.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    call: smolvlm_progress_fn,
+    user: *mut c_void,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            call: None,
+            user: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// Where the vision encoder is in a caption, told to a progress callback:
+/// encode `encode` of `encodes` (the image's tiles, then its overview) of
+/// image `image` of `images`, with `layer` of its `layers` encoder layers
+/// done (0 when the encode begins). `fraction` is how much of this image's
+/// encoding is done, from 0 to 1. A full-grid photo at real scale is 13
+/// encodes of 12 layers, a few seconds each encode on 2 cores: a progress
+/// bar drawn from these moves every fraction of a second.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct smolvlm_progress {
+    /// The image being encoded, from 1.
+    pub image: usize,
+    /// Images this call encodes.
+    pub images: usize,
+    /// The encode within the image, from 1.
+    pub encode: usize,
+    /// Encodes of this image: its tiles plus the overview.
+    pub encodes: usize,
+    /// Encoder layers done in this encode.
+    pub layer: usize,
+    /// Layers of the encoder (0 if unknown).
+    pub layers: usize,
+    /// This image's encoding done, from 0 to 1.
+    pub fraction: f32,
+}
+
+/// Called as the vision encoder moves (see `smolvlm_progress`), on the
+/// thread of the caption call; `progress` is valid only during the call.
+/// To stop the caption from here, set the options' cancel flag
+/// (`smolvlm_cancel_set`): it takes effect within one encoder layer.
+pub type smolvlm_progress_fn =
+    Option<unsafe extern "C" fn(progress: *const smolvlm_progress, user: *mut c_void)>;
 
 /// A cancel flag: set it from any thread to stop the captions that hold it.
 #[derive(Debug)]
@@ -318,6 +368,7 @@ pub unsafe extern "C" fn smolvlm_session_free(s: *mut smolvlm_session) {
 pub extern "C" fn smolvlm_options_new() -> *mut smolvlm_options {
     into_raw(smolvlm_options {
         options: GenerationOptions::default(),
+        progress: Progress::default(),
     })
 }
 
@@ -422,6 +473,29 @@ pub unsafe extern "C" fn smolvlm_options_set_cancel(
     }
 }
 
+/// Captions with these options call `on_progress` (if not `NULL`) with
+/// `user` as the vision encoder moves: at the start of each encode and
+/// after each encoder layer. `NULL` removes the callback.
+///
+/// # Safety
+///
+/// `o` is `NULL` (ignored) or a live options handle; `on_progress`, if not
+/// `NULL`, may be called with `user` during any caption with these options.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_options_set_progress(
+    o: *mut smolvlm_options,
+    on_progress: smolvlm_progress_fn,
+    user: *mut c_void,
+) {
+    // SAFETY: as this function's contract.
+    if let Some(o) = unsafe { o.as_mut() } {
+        o.progress = Progress {
+            call: on_progress,
+            user,
+        };
+    }
+}
+
 /// A new cancel flag, not set.
 #[no_mangle]
 pub extern "C" fn smolvlm_cancel_new() -> *mut smolvlm_cancel {
@@ -479,13 +553,14 @@ enum Image<'a> {
 /// # Safety
 ///
 /// `s` is `NULL` or a live session used by no other thread; `prompt` is
-/// `NULL` or NUL-terminated; `options` is `NULL` or a live options handle;
-/// `on_text`, if given, may be called with `user`.
+/// `NULL` or NUL-terminated; `on_text`, if given, may be called with
+/// `user`, and `progress`'s callback with its own user pointer.
 unsafe fn caption(
     s: *mut smolvlm_session,
     image: impl FnOnce() -> Result<Image<'static>, smolvlm_error>,
     prompt: *const c_char,
     options: &GenerationOptions,
+    progress: Progress,
     on_text: smolvlm_text_fn,
     user: *mut c_void,
 ) -> Result<*mut c_char, smolvlm_error> {
@@ -502,16 +577,35 @@ unsafe fn caption(
     let mut buffer = Vec::new();
     let caption = session
         .session
-        .caption_streaming(input, prompt, options, |piece| {
-            if let Some(on_text) = on_text {
-                buffer.clear();
-                buffer.extend_from_slice(piece.as_bytes());
-                buffer.push(0);
-                // SAFETY: the caller vouches for the callback and its
-                // `user`; `buffer` holds the piece and a NUL, alive for
-                // the call.
-                unsafe { on_text(buffer.as_ptr().cast(), piece.len(), user) };
+        .caption_observed(input, prompt, options, |event| match event {
+            smolvlm::Progress::Text(piece) => {
+                if let Some(on_text) = on_text {
+                    buffer.clear();
+                    buffer.extend_from_slice(piece.as_bytes());
+                    buffer.push(0);
+                    // SAFETY: the caller vouches for the callback and its
+                    // `user`; `buffer` holds the piece and a NUL, alive for
+                    // the call.
+                    unsafe { on_text(buffer.as_ptr().cast(), piece.len(), user) };
+                }
             }
+            smolvlm::Progress::Encoding(at) => {
+                if let Some(on_progress) = progress.call {
+                    let report = smolvlm_progress {
+                        image: at.image,
+                        images: at.images,
+                        encode: at.encode,
+                        encodes: at.encodes,
+                        layer: at.layer,
+                        layers: at.layers,
+                        fraction: at.image_fraction(),
+                    };
+                    // SAFETY: the caller vouches for the callback and its
+                    // user pointer; `report` is alive for the call.
+                    unsafe { on_progress(&raw const report, progress.user) };
+                }
+            }
+            _ => {}
         })?;
     Ok(c_string(&caption.text).into_raw())
 }
@@ -535,20 +629,20 @@ unsafe fn caption_with(
     // SAFETY: as this function's contract.
     unsafe {
         guard(err, std::ptr::null_mut(), || {
-            let options = options_or_default(options);
-            caption(s, image, prompt, &options, on_text, user)
+            let (options, progress) = options_or_default(options);
+            caption(s, image, prompt, &options, progress, on_text, user)
         })
     }
 }
 
-/// Options from a handle, or the defaults with `max_tokens` for `NULL`.
+/// Options and progress callback from a handle, or the defaults for `NULL`.
 ///
 /// # Safety
 ///
 /// `o` is `NULL` or a live options handle.
-unsafe fn options_or_default(o: *const smolvlm_options) -> GenerationOptions {
+unsafe fn options_or_default(o: *const smolvlm_options) -> (GenerationOptions, Progress) {
     // SAFETY: as this function's contract.
-    unsafe { o.as_ref() }.map_or_else(GenerationOptions::default, |o| o.options.clone())
+    unsafe { o.as_ref() }.map_or_else(Default::default, |o| (o.options.clone(), o.progress))
 }
 
 /// Captions an image file; returns the text, to be freed with
@@ -580,6 +674,7 @@ pub unsafe extern "C" fn smolvlm_caption_file(
                 || Ok(Image::Path(Path::new(text_arg(image_path, "image_path")?))),
                 prompt,
                 &options,
+                Progress::default(),
                 None,
                 std::ptr::null_mut(),
             )

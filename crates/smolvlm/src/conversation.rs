@@ -5,7 +5,7 @@
 use crate::error::CaptionError;
 use crate::image::{ImageOptions, VisionParams};
 use crate::prompt::{render_messages, RenderMessage, RenderPart, Segment};
-use crate::session::Media;
+use crate::session::{ImageKey, Media};
 use crate::worker::JobImage;
 
 /// Who speaks a turn.
@@ -144,7 +144,7 @@ pub struct Conversation {
     messages: Vec<Message>,
     /// For each image, in order: its key, and the shaping it was computed
     /// under.
-    keys: Vec<Option<(Shaping, u64)>>,
+    keys: Vec<Option<(Shaping, ImageKey)>>,
 }
 
 impl Conversation {
@@ -276,7 +276,7 @@ impl Conversation {
     }
 
     /// Keeps the keys a reply computed.
-    pub(crate) fn remember(&mut self, shaping: &Shaping, keys: &[Option<u64>]) {
+    pub(crate) fn remember(&mut self, shaping: &Shaping, keys: &[Option<ImageKey>]) {
         for (slot, key) in self.keys.iter_mut().zip(keys) {
             if let Some(key) = key {
                 *slot = Some((shaping.clone(), *key));

@@ -103,14 +103,14 @@ pub enum LoadError {
     )]
     Backend(String),
     /// llama.cpp refused the text model after our checks passed.
-    #[error("llama.cpp failed to load the text model '{path}' (set RUST_LOG=llama_cpp_2=debug for its log)")]
+    #[error("llama.cpp failed to load the text model '{path}' (set RUST_LOG=llama_cpp=debug for its log)")]
     ModelLoad {
         /// The text model.
         path: PathBuf,
     },
     /// mtmd refused the mmproj after our checks passed.
     #[error(
-        "mtmd failed to load the mmproj '{path}' (set RUST_LOG=llama_cpp_2=debug for its log)"
+        "mtmd failed to load the mmproj '{path}' (set RUST_LOG=llama_cpp=debug for its log)"
     )]
     ProjectorLoad {
         /// The mmproj.
@@ -209,7 +209,11 @@ pub enum Stage {
     Queued,
     /// Building the prompt and tokenizing text and image.
     Tokenize,
-    /// Encoding the image and evaluating the prompt.
+    /// Encoding an image in the vision encoder (one encode per tile and the
+    /// overview, layer by layer).
+    Encode,
+    /// Evaluating the prompt in the text decoder: its text, and the image
+    /// embeddings the encoder produced.
     Prefill,
     /// Sampling new tokens.
     Generate,
@@ -220,6 +224,7 @@ impl fmt::Display for Stage {
         f.write_str(match self {
             Self::Queued => "queued",
             Self::Tokenize => "tokenize",
+            Self::Encode => "encode",
             Self::Prefill => "prefill",
             Self::Generate => "generate",
         })

@@ -30,6 +30,8 @@
 //!
 #![doc = include_str!("../docs/library.md")]
 #![deny(missing_docs)]
+// Every call into llama.cpp, and so every `unsafe` block, is in smolvlm-engine.
+#![forbid(unsafe_code)]
 
 mod conversation;
 mod error;
@@ -61,7 +63,9 @@ pub use crate::preset::{
     DEFAULT_QUANTIZATION,
 };
 pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
-pub use crate::session::{Caption, FinishReason, Progress, Session, Timings, TokenCount};
+pub use crate::session::{
+    Caption, EncodeProgress, FinishReason, Progress, Session, Timings, TokenCount,
+};
 pub use crate::source::{HubRepo, ModelSource, ResolvedModel};
 pub use crate::worker::{Event, Job, JobImage, Request, SubmitError, Worker};
 

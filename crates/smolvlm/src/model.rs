@@ -1,21 +1,15 @@
 //! The shared, loaded model pair: text decoder plus vision projector.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::mtmd::{MtmdContext, MtmdContextParams};
-use llama_cpp_2::{send_logs_to_tracing, LogOptions};
+use smolvlm_engine as engine;
 
 use crate::error::{Error, LoadError, Result};
 use crate::image::{ImageOptions, Preprocessor, VisionParams};
 use crate::options::LoadOptions;
 use crate::pair::{check_pair, PairMeta};
-use crate::prompt::MEDIA_MARKER;
 use crate::session::Session;
 
 /// Where a model pair lives on disk.
@@ -104,16 +98,12 @@ pub struct Model {
     inner: Arc<Inner>,
 }
 
-// Field order is drop order: an mtmd context keeps pointers into the text
-// model, so it must be freed first.
 struct Inner {
     /// A vision encoder no session holds: the one made at load (which proves
     /// the projector loads), then the last one a closed session gave back.
-    spare_vision: Mutex<Option<MtmdContext>>,
-    llama: LlamaModel,
-    /// llama.cpp's context constructors read and update the model, so
-    /// contexts are created one at a time.
-    new_context: Mutex<()>,
+    spare_vision: Mutex<Option<engine::Vision>>,
+    /// The text model; every context and vision encoder keeps it alive.
+    text: engine::Model,
     chat_template: Option<String>,
     meta: PairMeta,
     files: ModelFiles,
@@ -129,20 +119,6 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// llama.cpp's backend is process-wide and may be initialised only once;
-/// smolvlm does it on first load and routes llama.cpp's logs into `tracing`
-/// (silent unless the application installs a subscriber).
-pub(crate) fn backend() -> Result<&'static LlamaBackend, LoadError> {
-    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            send_logs_to_tracing(LogOptions::default());
-            LlamaBackend::init().map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| LoadError::Backend(e.clone()))
-}
-
 impl Model {
     /// Loads a model pair after checking, from GGUF metadata alone, that the
     /// files exist, are complete, are each of the right kind and belong together.
@@ -155,11 +131,13 @@ impl Model {
         Self::load_observed(files, options, |_| true)
     }
 
-    /// Like [`load`](Self::load), and calls `progress` as the text model's
-    /// weights load, with the fraction done (`0.0` to `1.0`, as llama.cpp
-    /// reports it; the vision projector loads after it, without progress).
+    /// Like [`load`](Self::load), and calls `progress` as the pair loads,
+    /// with the fraction done (`0.0` to `1.0`): the text model's weights,
+    /// then the vision projector's, each weighted by its file size.
     /// Returning `false` stops the load, which then fails with
-    /// [`LoadError::Cancelled`]: an app's cancel button.
+    /// [`LoadError::Cancelled`] naming the file being loaded: an app's
+    /// cancel button. A panic in `progress` stops the load and is resumed
+    /// once llama.cpp has returned.
     ///
     /// ```no_run
     /// use smolvlm::{LoadOptions, Model, ModelFiles};
@@ -177,55 +155,47 @@ impl Model {
     pub fn load_observed(
         files: &ModelFiles,
         options: &LoadOptions,
-        mut progress: impl FnMut(f32) -> bool + 'static,
+        mut progress: impl FnMut(f32) -> bool,
     ) -> Result<Self> {
         let _span = tracing::info_span!("load", model = %files.model.display()).entered();
         let started = Instant::now();
         options.validate()?;
         let meta = check_pair(&files.model, &files.mmproj)?;
-        let backend = backend()?;
-        let model_path = utf8(&files.model)?;
+        utf8(&files.model)?;
         utf8(&files.mmproj)?;
 
-        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = Arc::clone(&stopped);
-        let params = LlamaModelParams::default()
-            .with_n_gpu_layers(options.gpu_layers)
-            .with_use_mmap(options.mmap)
-            .with_use_mlock(options.mlock)
-            .with_progress_callback(move |done| {
-                // A panic must not unwind into llama.cpp: it stops the load.
-                let go_on =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| progress(done)))
-                        .unwrap_or(false);
-                if !go_on {
-                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                go_on
-            });
-        let llama = LlamaModel::load_from_file(backend, model_path, &params).map_err(|_| {
-            if stopped.load(std::sync::atomic::Ordering::SeqCst) {
-                LoadError::Cancelled {
-                    path: files.model.clone(),
-                }
-            } else {
-                LoadError::ModelLoad {
-                    path: files.model.clone(),
-                }
-            }
+        // The bar moves through both files, each in proportion to its size.
+        let size = |path: &Path| std::fs::metadata(path).map_or(1, |m| m.len().max(1)) as f64;
+        let share = (size(&files.model) / (size(&files.model) + size(&files.mmproj))) as f32;
+        let mut last = 0.0f32;
+        let mut report = |done: f32| {
+            // Never backwards, and never past 1.
+            last = last.max(done.clamp(0.0, 1.0));
+            progress(last)
+        };
+        let text = engine::Model::load(
+            &files.model,
+            &options.model_params(),
+            &mut |done| report(done * share),
+        )
+        .map_err(|e| match e {
+            engine::EngineError::LoadStopped => LoadError::Cancelled {
+                path: files.model.clone(),
+            },
+            _ => LoadError::ModelLoad {
+                path: files.model.clone(),
+            },
         })?;
-        check_kv_blocks(&llama, options)?;
-        let vision = new_vision(&llama, files, options, &meta)?;
-        let chat_template = llama
-            .chat_template(None)
-            .ok()
-            .and_then(|t| t.to_string().ok());
+        check_kv_blocks(&text, options)?;
+        let vision = new_vision(&text, files, options, &meta, &mut |done| {
+            report(share + done * (1.0 - share))
+        })?;
+        let chat_template = text.chat_template();
         tracing::debug!(elapsed = ?started.elapsed(), "model pair loaded");
         Ok(Self {
             inner: Arc::new(Inner {
                 spare_vision: Mutex::new(Some(vision)),
-                llama,
-                new_context: Mutex::new(()),
+                text,
                 chat_template,
                 meta,
                 files: files.clone(),
@@ -245,7 +215,7 @@ impl Model {
     /// [`Error::InvalidOption`] naming the option.
     pub fn check_generation(&self, options: &crate::GenerationOptions) -> Result<()> {
         options.validate()?;
-        options.sampler(self.llama()).map(|_| ())
+        options.sampler(self.text()).map(|_| ())
     }
 
     /// Opens a session: one llama context (one KV cache) for one worker thread.
@@ -262,7 +232,7 @@ impl Model {
     #[must_use]
     pub fn info(&self) -> ModelInfo {
         let inner = &*self.inner;
-        let devices = llama_cpp_2::list_llama_ggml_backend_devices()
+        let devices = engine::devices()
             .into_iter()
             .map(|d| {
                 if d.description.is_empty() {
@@ -272,22 +242,20 @@ impl Model {
                 }
             })
             .collect();
-        let to_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
         ModelInfo {
             files: inner.files.clone(),
             architecture: inner.meta.architecture.clone(),
-            parameters: inner.llama.n_params(),
-            context_length: inner.llama.n_ctx_train(),
-            vocab_size: to_u32(i64::from(inner.llama.n_vocab())),
-            embedding_size: to_u32(i64::from(inner.llama.n_embd())),
+            parameters: inner.text.n_params(),
+            context_length: inner.text.n_ctx_train(),
+            vocab_size: u32::try_from(inner.text.vocab().n_tokens()).unwrap_or(0),
+            embedding_size: inner.text.n_embd(),
             projector: inner.meta.projector.clone(),
             tile_size: inner.meta.tile_size,
             longest_edge: inner.meta.longest_edge,
             tokens_per_tile: inner.meta.tokens_per_tile(),
             has_chat_template: inner.chat_template.is_some(),
             backend: devices,
-            gpu_offload: backend().is_ok_and(LlamaBackend::supports_gpu_offload)
-                && inner.options.gpu_layers > 0,
+            gpu_offload: engine::supports_gpu_offload() && inner.options.gpu_layers > 0,
             threads: inner.options.threads(),
             vision_threads: inner.options.vision_threads(),
             context_size: inner.options.context_size(),
@@ -315,8 +283,8 @@ impl Model {
         Preprocessor::new(self.vision(), options)
     }
 
-    pub(crate) fn llama(&self) -> &LlamaModel {
-        &self.inner.llama
+    pub(crate) fn text(&self) -> &engine::Model {
+        &self.inner.text
     }
 
     pub(crate) fn options(&self) -> &LoadOptions {
@@ -331,28 +299,35 @@ impl Model {
         self.inner.meta.projector == "idefics3"
     }
 
+    /// Layers of the vision encoder (`clip.vision.block_count`): what one
+    /// encode's progress counts to.
+    pub(crate) fn vision_layers(&self) -> u32 {
+        self.inner.meta.vision_layers
+    }
+
     /// A vision encoder for a new session: the spare one, or a new one.
-    pub(crate) fn take_vision(&self) -> Result<MtmdContext, LoadError> {
+    pub(crate) fn take_vision(&self) -> Result<engine::Vision, LoadError> {
         let spare = lock(&self.inner.spare_vision).take();
         if let Some(vision) = spare {
             return Ok(vision);
         }
         let inner = &*self.inner;
-        let _guard = self.context_lock();
-        new_vision(&inner.llama, &inner.files, &inner.options, &inner.meta)
+        new_vision(
+            &inner.text,
+            &inner.files,
+            &inner.options,
+            &inner.meta,
+            &mut |_| true,
+        )
     }
 
     /// Keeps a closed session's vision encoder for the next session, unless
     /// one is kept already: a model holds at most one idle encoder.
-    pub(crate) fn give_back_vision(&self, vision: MtmdContext) {
+    pub(crate) fn give_back_vision(&self, vision: engine::Vision) {
         let mut spare = lock(&self.inner.spare_vision);
         if spare.is_none() {
             *spare = Some(vision);
         }
-    }
-
-    pub(crate) fn context_lock(&self) -> MutexGuard<'_, ()> {
-        lock(&self.inner.new_context)
     }
 }
 
@@ -366,10 +341,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// llama.cpp refuses (as an allocation failure) a quantized KV cache whose
 /// blocks do not divide an attention head; say why instead.
-fn check_kv_blocks(llama: &LlamaModel, options: &LoadOptions) -> Result<()> {
+fn check_kv_blocks(text: &engine::Model, options: &LoadOptions) -> Result<()> {
     let block = options.kv_cache_type().block_size();
-    let heads = llama.n_head().max(1);
-    let head_dim = u32::try_from(llama.n_embd()).unwrap_or(0) / heads;
+    let heads = text.n_head().max(1);
+    let head_dim = text.n_embd() / heads;
     if !head_dim.is_multiple_of(block) {
         return Err(Error::invalid(
             "kv_cache_type",
@@ -384,29 +359,29 @@ fn check_kv_blocks(llama: &LlamaModel, options: &LoadOptions) -> Result<()> {
 
 /// One vision encoder (mtmd context) for the pair.
 fn new_vision(
-    llama: &LlamaModel,
+    text: &engine::Model,
     files: &ModelFiles,
     options: &LoadOptions,
     meta: &PairMeta,
-) -> Result<MtmdContext, LoadError> {
+    progress: &mut dyn FnMut(f32) -> bool,
+) -> Result<engine::Vision, LoadError> {
     let started = Instant::now();
-    let params = MtmdContextParams {
-        use_gpu: options.vision_gpu,
-        print_timings: false,
-        n_threads: i32::try_from(options.vision_threads()).unwrap_or(1),
-        media_marker: CString::new(MEDIA_MARKER).unwrap_or_default(),
-        image_min_tokens: -1,
-        image_max_tokens: options
-            .max_tiles()
-            .and_then(|t| t.checked_mul(meta.tokens_per_tile()))
-            .and_then(|t| i32::try_from(t).ok())
-            .unwrap_or(-1),
-    };
-    let mmproj = utf8(&files.mmproj)?;
-    let vision = MtmdContext::init_from_file(mmproj, llama, &params).map_err(|_| {
-        LoadError::ProjectorLoad {
+    let image_max_tokens = options
+        .max_tiles()
+        .and_then(|t| t.checked_mul(meta.tokens_per_tile()));
+    let vision = engine::Vision::load(
+        text,
+        &files.mmproj,
+        &options.vision_params(image_max_tokens),
+        progress,
+    )
+    .map_err(|e| match e {
+        engine::EngineError::LoadStopped => LoadError::Cancelled {
             path: files.mmproj.clone(),
-        }
+        },
+        _ => LoadError::ProjectorLoad {
+            path: files.mmproj.clone(),
+        },
     })?;
     tracing::debug!(elapsed = ?started.elapsed(), "vision encoder loaded");
     Ok(vision)

@@ -3,11 +3,11 @@
 
 use std::num::NonZeroU32;
 
-use llama_cpp_2::context::params::{KvCacheType as LlamaKvType, LlamaContextParams};
+use smolvlm_engine as engine;
 
 use crate::error::{Error, Result};
 
-/// Whether the text decoder uses flash attention.
+/// Whether the text decoder (or the vision encoder) uses flash attention.
 ///
 /// On the CPU, llama.cpp's `Auto` turns it on; it changes speed and memory,
 /// not results beyond rounding.
@@ -24,11 +24,11 @@ pub enum FlashAttention {
 }
 
 impl FlashAttention {
-    fn to_llama(self) -> llama_cpp_sys_2::llama_flash_attn_type {
+    fn to_engine(self) -> engine::FlashAttention {
         match self {
-            Self::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-            Self::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-            Self::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            Self::Auto => engine::FlashAttention::Auto,
+            Self::On => engine::FlashAttention::On,
+            Self::Off => engine::FlashAttention::Off,
         }
     }
 }
@@ -54,13 +54,13 @@ pub enum KvCacheType {
 }
 
 impl KvCacheType {
-    fn to_llama(self) -> LlamaKvType {
+    fn to_engine(self) -> engine::KvType {
         match self {
-            Self::F32 => LlamaKvType::F32,
-            Self::F16 => LlamaKvType::F16,
-            Self::Bf16 => LlamaKvType::BF16,
-            Self::Q8_0 => LlamaKvType::Q8_0,
-            Self::Q4_0 => LlamaKvType::Q4_0,
+            Self::F32 => engine::KvType::F32,
+            Self::F16 => engine::KvType::F16,
+            Self::Bf16 => engine::KvType::Bf16,
+            Self::Q8_0 => engine::KvType::Q8_0,
+            Self::Q4_0 => engine::KvType::Q4_0,
         }
     }
 
@@ -105,6 +105,7 @@ pub struct LoadOptions {
     batch_size: u32,
     ubatch_size: u32,
     flash_attention: FlashAttention,
+    vision_flash_attention: FlashAttention,
     kv_cache_type: KvCacheType,
     pub(crate) mmap: bool,
     pub(crate) mlock: bool,
@@ -124,6 +125,7 @@ impl Default for LoadOptions {
             batch_size: 2048,
             ubatch_size: 512,
             flash_attention: FlashAttention::Auto,
+            vision_flash_attention: FlashAttention::Auto,
             kv_cache_type: KvCacheType::F16,
             mmap: true,
             mlock: false,
@@ -198,6 +200,15 @@ impl LoadOptions {
         self
     }
 
+    /// Flash attention in the vision encoder (default [`FlashAttention::Auto`],
+    /// as in llama.cpp's tools). On the CPU it changes neither speed nor
+    /// results measurably for SigLIP at 512 px (benches/README.md).
+    #[must_use]
+    pub fn with_vision_flash_attention(mut self, mode: FlashAttention) -> Self {
+        self.vision_flash_attention = mode;
+        self
+    }
+
     /// The KV cache's element type (default [`KvCacheType::F16`]).
     #[must_use]
     pub fn with_kv_cache_type(mut self, kind: KvCacheType) -> Self {
@@ -222,9 +233,12 @@ impl LoadOptions {
         self
     }
 
-    /// Run one token through each new session before its first caption
-    /// (default: yes), as llama.cpp's tools do: the first caption then costs
-    /// what every later one does. It takes a few milliseconds.
+    /// Warm up (default: yes), as llama.cpp's tools do: the vision encoder
+    /// runs one encode when it loads, and each new session runs one token
+    /// through the text decoder before its first caption, so the first
+    /// caption costs what every later one does. Off, loading is faster by
+    /// about one tile encode and the first caption slower by about as much
+    /// (benches/README.md has the figures).
     #[must_use]
     pub fn with_warmup(mut self, on: bool) -> Self {
         self.warmup = on;
@@ -290,6 +304,12 @@ impl LoadOptions {
         self.flash_attention
     }
 
+    /// The vision encoder's flash attention setting.
+    #[must_use]
+    pub fn vision_flash_attention(&self) -> FlashAttention {
+        self.vision_flash_attention
+    }
+
     /// The KV cache type.
     #[must_use]
     pub fn kv_cache_type(&self) -> KvCacheType {
@@ -337,21 +357,36 @@ impl LoadOptions {
     }
 
     /// The llama context parameters of one session.
-    pub(crate) fn context_params(&self) -> LlamaContextParams {
-        let threads = i32::try_from(self.threads()).unwrap_or(1);
-        let mut params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(self.context_size))
-            .with_n_batch(self.batch_size)
-            .with_n_ubatch(self.ubatch_size())
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads)
-            .with_flash_attention_policy(self.flash_attention.to_llama())
-            .with_no_perf(false);
-        if self.kv_cache_type != KvCacheType::F16 {
-            let kind = self.kv_cache_type.to_llama();
-            params = params.with_type_k(kind).with_type_v(kind);
+    pub(crate) fn context_params(&self) -> engine::ContextParams {
+        engine::ContextParams {
+            n_ctx: self.context_size,
+            n_batch: self.batch_size(),
+            n_ubatch: self.ubatch_size(),
+            threads: self.threads(),
+            threads_batch: self.threads(),
+            flash_attention: self.flash_attention.to_engine(),
+            kv_type: (self.kv_cache_type != KvCacheType::F16).then(|| self.kv_cache_type.to_engine()),
         }
-        params
+    }
+
+    /// How the text model loads.
+    pub(crate) fn model_params(&self) -> engine::ModelParams {
+        engine::ModelParams {
+            gpu_layers: (self.gpu_layers != u32::MAX).then_some(self.gpu_layers),
+            mmap: self.mmap,
+            mlock: self.mlock,
+        }
+    }
+
+    /// How each vision encoder is made, with mtmd's image token budget.
+    pub(crate) fn vision_params(&self, image_max_tokens: Option<u32>) -> engine::VisionParams {
+        engine::VisionParams {
+            use_gpu: self.vision_gpu,
+            threads: self.vision_threads(),
+            flash_attention: self.vision_flash_attention.to_engine(),
+            warmup: self.warmup,
+            image_max_tokens,
+        }
     }
 }
 

@@ -19,6 +19,8 @@ pub(crate) struct PairMeta {
     pub patch_size: u32,
     pub scale_factor: u32,
     pub longest_edge: Option<u32>,
+    /// Encoder layers (`clip.vision.block_count`); 0 when the file does not say.
+    pub vision_layers: u32,
 }
 
 impl PairMeta {
@@ -149,6 +151,7 @@ pub(crate) fn check_pair(model: &Path, mmproj: &Path) -> Result<PairMeta, LoadEr
         patch_size,
         scale_factor,
         longest_edge: vision_u32("clip.vision.preproc_image_size")?,
+        vision_layers: vision_u32("clip.vision.block_count")?.unwrap_or(0),
     })
 }
 

@@ -1,93 +1,64 @@
-//! The generated pair loads and runs in llama.cpp through llama-cpp-2: keys,
+//! The generated pair loads and runs in llama.cpp through smolvlm's engine layer: keys,
 //! vocab, idefics3 tiling and token layout, and a greedy decode.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::ffi::CString;
-use std::num::NonZeroU32;
-
-use common::backend;
+use common::{layout, load_model, load_vision, tokenize, vision_params};
 use image::RgbImage;
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::mtmd::{
-    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType,
-    MtmdInputChunks, MtmdInputText,
+use smolvlm_engine::{
+    Batch, ChunkKind, Chunks, Context, ContextParams, Model, Sampler, Token, Vision,
 };
-use llama_cpp_2::sampling::LlamaSampler;
-use llama_cpp_2::token::LlamaToken;
 use smolvlm_testkit::vocab::{self, Vocab};
-use smolvlm_testkit::{images, tiny_model, tiny_model_with, TinyModel, TinyModelSpec};
+use smolvlm_testkit::{images, tiny_model, tiny_model_with, TinyModelSpec};
 
 /// Tokens generated per caption: enough to show the image steers the output.
 const N_GENERATE: usize = 16;
 const N_BATCH: u32 = 512;
 
-fn load_model(pair: &TinyModel) -> LlamaModel {
-    LlamaModel::load_from_file(backend(), &pair.model, &LlamaModelParams::default())
-        .expect("tiny model.gguf loads")
-}
-
-fn mtmd_params() -> MtmdContextParams {
-    MtmdContextParams {
-        use_gpu: false,
-        print_timings: false,
-        n_threads: 2,
-        media_marker: CString::new(mtmd_default_marker()).unwrap(),
-        image_min_tokens: -1,
-        image_max_tokens: -1,
-    }
-}
-
-fn load_mtmd(pair: &TinyModel, model: &LlamaModel) -> MtmdContext {
-    MtmdContext::init_from_file(pair.mmproj.to_str().unwrap(), model, &mtmd_params())
-        .expect("tiny mmproj.gguf loads")
-}
-
-/// The prompt llama-mtmd-cli renders for `-p "Describe this image."` and one image.
-fn prompt() -> String {
-    format!(
-        "<|im_start|>User: {}Describe this image.<end_of_utterance>\nAssistant:",
-        mtmd_default_marker()
-    )
-}
-
-fn tokenize(mtmd: &MtmdContext, img: &RgbImage) -> MtmdInputChunks {
-    let bitmap = MtmdBitmap::from_image_data(img.width(), img.height(), img.as_raw()).unwrap();
-    let text = MtmdInputText {
-        text: prompt(),
-        add_special: false,
-        parse_special: true,
+/// Greedy-decodes `N_GENERATE` tokens after the prompt and `img`, each chunk
+/// evaluated as llama-mtmd-cli evaluates it.
+fn caption(model: &Model, vision: &mut Vision, img: &RgbImage) -> Vec<Token> {
+    let chunks = tokenize(vision, img);
+    let params = ContextParams {
+        n_ctx: 2048,
+        n_batch: N_BATCH,
+        threads: 2,
+        threads_batch: 2,
+        ..ContextParams::default()
     };
-    mtmd.tokenize(text, &[&bitmap]).expect("mtmd tokenize")
-}
+    let mut ctx = Context::new(model, &params).expect("context");
+    let mut batch = Batch::new(N_BATCH as usize).unwrap();
+    let never = || false;
+    let mut n_past = 0;
+    let last = chunks.len() - 1;
+    for (i, chunk) in chunks.iter().enumerate() {
+        if chunk.kind() == ChunkKind::Text {
+            let tokens = chunk.text_tokens();
+            batch.clear();
+            for (j, &token) in tokens.iter().enumerate() {
+                let logits = i == last && j == tokens.len() - 1;
+                batch.add(token, n_past + j as i32, logits).unwrap();
+            }
+            ctx.decode(&batch, &never).expect("decode prompt text");
+            n_past += tokens.len() as i32;
+        } else {
+            let eval = vision
+                .eval_chunk(&mut ctx, &chunk, n_past, N_BATCH, &mut |_| true, &never)
+                .expect("eval image chunk");
+            n_past = eval.n_past;
+        }
+    }
 
-/// Greedy-decodes `N_GENERATE` tokens after the prompt and `img`.
-fn caption(model: &LlamaModel, mtmd: &mut MtmdContext, img: &RgbImage) -> Vec<LlamaToken> {
-    let chunks = tokenize(mtmd, img);
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(2048))
-        .with_n_batch(N_BATCH)
-        .with_n_threads(2)
-        .with_n_threads_batch(2);
-    let mut ctx = model.new_context(backend(), params).expect("context");
-    let n_prompt = chunks
-        .eval_chunks(mtmd, &mut ctx, 0, 0, N_BATCH as i32, true)
-        .expect("eval prompt chunks");
-
-    let mut sampler = LlamaSampler::greedy();
-    let mut batch = LlamaBatch::new(1, 1);
+    let mut sampler = Sampler::new().greedy();
     let mut out = Vec::with_capacity(N_GENERATE);
-    for pos in n_prompt..n_prompt + N_GENERATE as i32 {
-        let token = sampler.sample(&ctx, -1);
+    for pos in n_past..n_past + N_GENERATE as i32 {
+        let token = sampler.sample(&mut ctx).expect("sample");
         out.push(token);
         batch.clear();
-        batch.add(token, pos, &[0], true).unwrap();
-        ctx.decode(&mut batch).expect("decode");
+        batch.add(token, pos, true).unwrap();
+        ctx.decode(&batch, &never).expect("decode");
     }
     out
 }
@@ -118,25 +89,13 @@ fn expected_text_tokens(cols: u32, rows: u32) -> Vec<i32> {
 }
 
 /// Checks totals against `TINY_MODEL.md` §3 and the exact text-token layout.
-fn assert_layout(chunks: &MtmdInputChunks, cols: u32, rows: u32, tokens: usize, n_chunks: usize) {
-    let mut text = Vec::new();
-    let mut image_chunks = 0;
-    for i in 0..chunks.len() {
-        let chunk = chunks.get(i).unwrap();
-        match chunk.chunk_type() {
-            MtmdInputChunkType::Text => {
-                text.extend(chunk.text_tokens().unwrap().iter().map(|t| t.0));
-            }
-            MtmdInputChunkType::Image => {
-                image_chunks += 1;
-                assert_eq!(chunk.n_tokens(), 4, "image chunk {i}");
-            }
-            MtmdInputChunkType::Audio => panic!("unexpected audio chunk"),
-        }
-    }
-    assert_eq!(chunks.total_tokens(), tokens);
+fn assert_layout(chunks: &Chunks, cols: u32, rows: u32, tokens: usize, n_chunks: usize) {
+    let (text, images) = layout(chunks);
+    assert!(images.iter().all(|&n| n == 4), "{images:?}");
+    assert_eq!(text.len() + images.iter().sum::<usize>(), tokens);
+    assert_eq!(chunks.n_pos() as usize, tokens);
     assert_eq!(chunks.len(), n_chunks);
-    assert_eq!(image_chunks as u32, cols * rows + 1);
+    assert_eq!(images.len() as u32, cols * rows + 1);
     assert_eq!(text, expected_text_tokens(cols, rows));
 }
 
@@ -145,23 +104,23 @@ fn model_hparams_and_vocab() {
     let pair = tiny_model();
     let model = load_model(&pair);
     assert_eq!(model.n_embd(), 64);
-    assert_eq!(model.n_vocab(), 509);
+    assert_eq!(model.vocab().n_tokens(), 509);
     assert_eq!(model.n_layer(), 2);
     assert_eq!(model.n_head(), 4);
     assert_eq!(model.n_head_kv(), 2);
     assert_eq!(model.n_ctx_train(), 8192);
     let template = model
-        .chat_template(None)
+        .chat_template()
         .expect("default pair has a chat template");
-    assert_eq!(template.to_str().unwrap(), vocab::CHAT_TEMPLATE);
+    assert_eq!(template, vocab::CHAT_TEMPLATE);
 
     let llama_vocab = model.vocab();
     let ids = |text: &str| -> Vec<i32> {
+        let mut tokens = Vec::new();
         llama_vocab
-            .tokenize(text.as_bytes(), false, true)
-            .into_iter()
-            .map(|t| t.0)
-            .collect()
+            .tokenize_into(text, &mut tokens, false, true)
+            .unwrap();
+        tokens.into_iter().map(|t| t.0).collect()
     };
     assert_eq!(ids("\n\n"), vec![468]);
     // llama.cpp's BPE agrees with the testkit's own tokenizer on the prompt's text.
@@ -180,28 +139,27 @@ fn model_hparams_and_vocab() {
         vec![1, 506, 505, 469, 508]
     );
     for eog in [vocab::ENDOFTEXT, vocab::IM_END, vocab::END_OF_UTTERANCE] {
-        assert!(llama_vocab.is_eog(LlamaToken(eog as i32)), "{eog} is EOG");
+        assert!(llama_vocab.is_eog(Token(eog as i32)), "{eog} is EOG");
     }
-    assert_eq!(llama_vocab.bos(), LlamaToken(vocab::IM_START as i32));
+    assert_eq!(llama_vocab.bos(), Token(vocab::IM_START as i32));
     assert_eq!(
         llama_vocab.eos(),
-        LlamaToken(vocab::END_OF_UTTERANCE as i32)
+        Token(vocab::END_OF_UTTERANCE as i32)
     );
 }
 
 #[test]
 fn without_chat_template_has_none() {
     let model = load_model(&tiny_model_with(&TinyModelSpec::without_chat_template()));
-    assert!(model.chat_template(None).is_err());
+    assert!(model.chat_template().is_none());
 }
 
 #[test]
 fn landscape_image_tiles_4x3() {
     let pair = tiny_model();
     let model = load_model(&pair);
-    let mtmd = load_mtmd(&pair, &model);
-    assert!(mtmd.support_vision());
-    let chunks = tokenize(&mtmd, &images::gradient(640, 480));
+    let vision = load_vision(&pair, &model);
+    let chunks = tokenize(&vision, &images::gradient(640, 480));
     assert_layout(&chunks, 4, 3, 94, 27);
 }
 
@@ -209,8 +167,8 @@ fn landscape_image_tiles_4x3() {
 fn portrait_image_tiles_2x4() {
     let pair = tiny_model();
     let model = load_model(&pair);
-    let mtmd = load_mtmd(&pair, &model);
-    let chunks = tokenize(&mtmd, &images::gradient(300, 900));
+    let vision = load_vision(&pair, &model);
+    let chunks = tokenize(&vision, &images::gradient(300, 900));
     assert_layout(&chunks, 2, 4, 71, 19);
 }
 
@@ -218,8 +176,10 @@ fn portrait_image_tiles_2x4() {
 fn mismatched_pair_is_refused() {
     let pair = tiny_model_with(&TinyModelSpec::mismatched());
     let model = load_model(&pair);
-    assert!(
-        MtmdContext::init_from_file(pair.mmproj.to_str().unwrap(), &model, &mtmd_params()).is_err()
+    let refused = Vision::load(&model, &pair.mmproj, &vision_params(), &mut |_| true);
+    assert_eq!(
+        refused.unwrap_err(),
+        smolvlm_engine::EngineError::VisionLoad
     );
 }
 
@@ -227,20 +187,20 @@ fn mismatched_pair_is_refused() {
 fn greedy_caption_is_deterministic_and_depends_on_the_image() {
     let pair = tiny_model();
     let model = load_model(&pair);
-    let mut mtmd = load_mtmd(&pair, &model);
+    let mut vision = load_vision(&pair, &model);
     let gradient = images::gradient(640, 480);
     let noise = images::noise(640, 480, 7);
 
-    let first = caption(&model, &mut mtmd, &gradient);
-    let again = caption(&model, &mut mtmd, &gradient);
-    let other = caption(&model, &mut mtmd, &noise);
+    let first = caption(&model, &mut vision, &gradient);
+    let again = caption(&model, &mut vision, &gradient);
+    let other = caption(&model, &mut vision, &noise);
 
     let llama_vocab = model.vocab();
-    let text = |tokens: &[LlamaToken]| -> String {
-        let bytes: Vec<u8> = tokens
-            .iter()
-            .flat_map(|&t| llama_vocab.token_to_piece(t, false, None))
-            .collect();
+    let text = |tokens: &[Token]| -> String {
+        let mut bytes = Vec::new();
+        for &t in tokens {
+            llama_vocab.token_to_piece_into(t, &mut bytes, false).unwrap();
+        }
         String::from_utf8(bytes).expect("caption is UTF-8")
     };
     for tokens in [&first, &other] {
@@ -274,8 +234,8 @@ fn f16_pair_runs() {
     };
     let pair = tiny_model_with(&spec);
     let model = load_model(&pair);
-    let mut mtmd = load_mtmd(&pair, &model);
-    let tokens = caption(&model, &mut mtmd, &images::checkerboard(200, 150, 10));
+    let mut vision = load_vision(&pair, &model);
+    let tokens = caption(&model, &mut vision, &images::checkerboard(200, 150, 10));
     assert_eq!(tokens.len(), N_GENERATE);
     assert!(tokens.iter().all(|&t| !model.vocab().is_eog(t)));
 }

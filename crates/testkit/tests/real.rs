@@ -10,39 +10,14 @@
 
 mod common;
 
-use std::ffi::CString;
 use std::fs;
 
-use common::backend;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::mtmd::{
-    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType,
-    MtmdInputText,
-};
-use llama_cpp_2::token::LlamaToken;
+use common::{layout, load_model, load_vision, tokenize};
+use smolvlm_engine::Token;
 use smolvlm_testkit::real::vocab::{self, row_col_token};
 use smolvlm_testkit::{
-    cache_dir, images, real_model, ProjectorType, RealShape, TinyModel, TinyModelSpec,
+    cache_dir, images, real_model, ProjectorType, RealShape, TinyModelSpec,
 };
-
-fn load_model(pair: &TinyModel) -> LlamaModel {
-    LlamaModel::load_from_file(backend(), &pair.model, &LlamaModelParams::default())
-        .unwrap_or_else(|e| panic!("{} loads: {e}", pair.model.display()))
-}
-
-fn load_mtmd(pair: &TinyModel, model: &LlamaModel) -> MtmdContext {
-    let params = MtmdContextParams {
-        use_gpu: false,
-        print_timings: false,
-        n_threads: 2,
-        media_marker: CString::new(mtmd_default_marker()).unwrap(),
-        image_min_tokens: -1,
-        image_max_tokens: -1,
-    };
-    MtmdContext::init_from_file(pair.mmproj.to_str().unwrap(), model, &params)
-        .unwrap_or_else(|e| panic!("{} loads: {e:?}", pair.mmproj.display()))
-}
 
 /// Within 3% of a published size.
 fn assert_near(actual: u64, published: u64, what: &str) {
@@ -105,32 +80,32 @@ fn files_on_disk_match_the_published_sizes() {
 fn check_loads(shape: RealShape) {
     let spec = shape.spec();
     let model = load_model(&real_model(shape, ProjectorType::Q8_0));
-    assert_eq!(model.n_embd(), spec.text_embd as i32);
+    assert_eq!(model.n_embd(), spec.text_embd);
     assert_eq!(model.n_layer(), spec.text_blocks);
     assert_eq!(model.n_head(), spec.text_heads);
     assert_eq!(model.n_head_kv(), spec.text_kv_heads);
     assert_eq!(model.n_ctx_train(), 8192);
-    assert_eq!(model.n_vocab(), vocab::VOCAB_SIZE as i32);
+    assert_eq!(model.vocab().n_tokens(), vocab::VOCAB_SIZE as i32);
     assert_eq!(
         model.n_params(),
         text_params(&spec, u64::from(vocab::VOCAB_SIZE))
     );
 
     let llama_vocab = model.vocab();
-    assert_eq!(llama_vocab.bos(), LlamaToken(vocab::IM_START as i32));
+    assert_eq!(llama_vocab.bos(), Token(vocab::IM_START as i32));
     assert_eq!(
         llama_vocab.eos(),
-        LlamaToken(vocab::END_OF_UTTERANCE as i32)
+        Token(vocab::END_OF_UTTERANCE as i32)
     );
     for eog in [vocab::ENDOFTEXT, vocab::IM_END, vocab::END_OF_UTTERANCE] {
-        assert!(llama_vocab.is_eog(LlamaToken(eog as i32)), "{eog} is EOG");
+        assert!(llama_vocab.is_eog(Token(eog as i32)), "{eog} is EOG");
     }
     let ids = |text: &str| -> Vec<i32> {
+        let mut tokens = Vec::new();
         llama_vocab
-            .tokenize(text.as_bytes(), false, true)
-            .into_iter()
-            .map(|t| t.0)
-            .collect()
+            .tokenize_into(text, &mut tokens, false, true)
+            .unwrap();
+        tokens.into_iter().map(|t| t.0).collect()
     };
     assert_eq!(ids("\n\n"), vec![vocab::DOUBLE_NEWLINE as i32]);
     assert_eq!(
@@ -151,8 +126,8 @@ fn check_loads(shape: RealShape) {
     }
 
     for ty in ProjectorType::ALL {
-        let mtmd = load_mtmd(&real_model(shape, ty), &model);
-        assert!(mtmd.support_vision(), "{shape:?} {ty:?}");
+        // Loading checks the projector supports vision and fits the model.
+        load_vision(&real_model(shape, ty), &model);
     }
 }
 
@@ -170,37 +145,13 @@ fn smolvlm_500m_loads_in_llama_cpp() {
 fn smolvlm_256m_tiles_512px_images_into_64_token_tiles() {
     let pair = real_model(RealShape::Smolvlm256M, ProjectorType::Q8_0);
     let model = load_model(&pair);
-    let mtmd = load_mtmd(&pair, &model);
-    let img = images::gradient(512, 512);
-    let bitmap = MtmdBitmap::from_image_data(img.width(), img.height(), img.as_raw()).unwrap();
-    let text = MtmdInputText {
-        text: format!(
-            "<|im_start|>User: {}Describe this image.<end_of_utterance>\nAssistant:",
-            mtmd_default_marker()
-        ),
-        add_special: false,
-        parse_special: true,
-    };
-    let chunks = mtmd.tokenize(text, &[&bitmap]).expect("mtmd tokenize");
-
-    let mut text_tokens = Vec::new();
-    let mut image_chunks = 0;
-    for i in 0..chunks.len() {
-        let chunk = chunks.get(i).unwrap();
-        match chunk.chunk_type() {
-            MtmdInputChunkType::Text => {
-                text_tokens.extend(chunk.text_tokens().unwrap().iter().map(|t| t.0));
-            }
-            MtmdInputChunkType::Image => {
-                image_chunks += 1;
-                assert_eq!(chunk.n_tokens(), 64, "image chunk {i}");
-            }
-            MtmdInputChunkType::Audio => panic!("unexpected audio chunk"),
-        }
-    }
+    let vision = load_vision(&pair, &model);
+    let chunks = tokenize(&vision, &images::gradient(512, 512));
+    let (text_tokens, image_chunks) = layout(&chunks);
+    assert!(image_chunks.iter().all(|&n| n == 64), "{image_chunks:?}");
     // 512 px is upscaled to the 2048 px longest edge: 4×4 tiles and the overview.
-    assert_eq!(image_chunks, 17);
-    assert_eq!(chunks.total_tokens(), text_tokens.len() + 17 * 64);
+    assert_eq!(image_chunks.len(), 17);
+    assert_eq!(chunks.n_pos() as usize, text_tokens.len() + 17 * 64);
 
     let v = vocab::vocab();
     let mut expected = vec![vocab::IM_START];

@@ -103,6 +103,8 @@ struct App {
     caption: String,
     follow_up: String,
     status: String,
+    /// How far the vision encoder is through the current image, while it runs.
+    encoding: Option<f32>,
     screenshot: Option<PathBuf>,
     /// A follow-up to ask once the caption is done (for the screenshot).
     auto_ask: Option<String>,
@@ -130,6 +132,7 @@ impl App {
             caption: String::new(),
             follow_up: String::new(),
             status: "loading the model".to_owned(),
+            encoding: None,
             screenshot: args.screenshot,
             auto_ask: args.ask,
             shot_requested: false,
@@ -223,7 +226,15 @@ impl App {
                 Event::Tokenized { tiles, .. } => {
                     self.status = format!("encoding {} tile(s) and the overview", tiles);
                 }
+                Event::Encoding(at) => {
+                    self.status = format!(
+                        "encoding image {} of {}: tile {} of {} (the last is the overview), layer {} of {}",
+                        at.image, at.images, at.encode, at.encodes, at.layer, at.layers
+                    );
+                    self.encoding = Some(at.image_fraction());
+                }
                 Event::Prefilled { encode } => {
+                    self.encoding = None;
                     self.status =
                         format!("writing (image encoded in {:.1} s)", encode.as_secs_f64());
                 }
@@ -251,6 +262,7 @@ impl App {
                 _ => {}
             }
             if self.status.starts_with("done") || self.status.starts_with("failed") {
+                self.encoding = None;
                 self.job = None;
                 return;
             }
@@ -341,6 +353,9 @@ impl eframe::App for App {
                 ui.label(egui::RichText::new(format!("> {}", self.question)).italics());
             }
             ui.label(egui::RichText::new(&self.caption).size(18.0));
+            if let Some(done) = self.encoding {
+                ui.add(egui::ProgressBar::new(done).text("encoding the image"));
+            }
             ui.small(&self.status);
             ui.horizontal(|ui| {
                 ui.label("Follow-up:");
