@@ -53,6 +53,7 @@ fn a_job_tells_its_events_in_order_and_its_text_pieces_make_the_caption() {
             Event::Queued { .. } => "queued",
             Event::Started { .. } => "started",
             Event::Tokenized { .. } => "tokenized",
+            Event::Encoding(_) => "encoding",
             Event::Prefilled { .. } => "prefilled",
             Event::Text(_) => "text",
             Event::Finished(_) => "finished",
@@ -68,6 +69,7 @@ fn a_job_tells_its_events_in_order_and_its_text_pieces_make_the_caption() {
             "queued",
             "started",
             "tokenized",
+            "encoding",
             "prefilled",
             "text",
             "finished"

@@ -262,8 +262,12 @@ fn caption_worker(
         };
         for &i in &ready.pending {
             let asked = &plan.prompts[i];
-            let caption = session.caption_observed(&*ready.image, asked.prompt.clone(), generation, moved);
-            let _ = events.send(Event::Moved { slot, fraction: 0.0 });
+            let caption =
+                session.caption_observed(&*ready.image, asked.prompt.clone(), generation, moved);
+            let _ = events.send(Event::Moved {
+                slot,
+                fraction: 0.0,
+            });
             let event = match caption {
                 // Abandoned: no record, so the next run captions it.
                 Err(smolvlm::Error::Caption(CaptionError::Cancelled { .. })) if stopped(plan) => {

@@ -80,9 +80,12 @@ impl Progress {
                     let _ = write!(w, "{}", state.pos() / STEPS);
                 },
             )
-            .with_key("all", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{}", state.len().unwrap_or(0) / STEPS);
-            });
+            .with_key(
+                "all",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{}", state.len().unwrap_or(0) / STEPS);
+                },
+            );
             let bar = ProgressBar::with_draw_target(
                 Some(total.saturating_mul(STEPS)),
                 ProgressDrawTarget::stderr(),

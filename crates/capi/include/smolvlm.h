@@ -54,6 +54,37 @@ typedef struct smolvlm_options smolvlm_options;
 // a time.
 typedef struct smolvlm_session smolvlm_session;
 
+// Where the vision encoder is in a caption, told to a progress callback:
+// encode `encode` of `encodes` (the image's tiles, then its overview) of
+// image `image` of `images`, with `layer` of its `layers` encoder layers
+// done (0 when the encode begins). `fraction` is how much of this image's
+// encoding is done, from 0 to 1. A full-grid photo at real scale is 13
+// encodes of 12 layers, a few seconds each encode on 2 cores: a progress
+// bar drawn from these moves every fraction of a second.
+typedef struct {
+  // The image being encoded, from 1.
+  size_t image;
+  // Images this call encodes.
+  size_t images;
+  // The encode within the image, from 1.
+  size_t encode;
+  // Encodes of this image: its tiles plus the overview.
+  size_t encodes;
+  // Encoder layers done in this encode.
+  size_t layer;
+  // Layers of the encoder (0 if unknown).
+  size_t layers;
+  // This image's encoding done, from 0 to 1.
+  float fraction;
+} smolvlm_progress;
+
+// Called as the vision encoder moves (see `smolvlm_progress`), on the
+// thread of the caption call; `progress` is valid only during the call.
+// To stop the caption from here, set the options' cancel flag
+// (`smolvlm_cancel_set`): it takes effect within one encoder layer.
+typedef void (*smolvlm_progress_fn)(const smolvlm_progress *progress,
+                                    void *user);
+
 // Called with each piece of generated text as soon as it is complete
 // UTF-8: `piece` points at `len` bytes followed by a NUL byte, valid only
 // during the call. `user` is the pointer given to the caption call.
@@ -170,6 +201,18 @@ void smolvlm_options_set_timeout_ms(smolvlm_options *o,
 // (ignored) or a live cancel handle.
 void smolvlm_options_set_cancel(smolvlm_options *o,
                                 const smolvlm_cancel *cancel);
+
+// Captions with these options call `on_progress` (if not `NULL`) with
+// `user` as the vision encoder moves: at the start of each encode and
+// after each encoder layer. `NULL` removes the callback.
+//
+// # Safety
+//
+// `o` is `NULL` (ignored) or a live options handle; `on_progress`, if not
+// `NULL`, may be called with `user` during any caption with these options.
+void smolvlm_options_set_progress(smolvlm_options *o,
+                                  smolvlm_progress_fn on_progress,
+                                  void *user);
 
 // A new cancel flag, not set.
 smolvlm_cancel *smolvlm_cancel_new(void);

@@ -575,38 +575,39 @@ unsafe fn caption(
         Image::Rgb(rgb) => ImageInput::Rgb(rgb),
     };
     let mut buffer = Vec::new();
-    let caption = session
-        .session
-        .caption_observed(input, prompt, options, |event| match event {
-            smolvlm::Progress::Text(piece) => {
-                if let Some(on_text) = on_text {
-                    buffer.clear();
-                    buffer.extend_from_slice(piece.as_bytes());
-                    buffer.push(0);
-                    // SAFETY: the caller vouches for the callback and its
-                    // `user`; `buffer` holds the piece and a NUL, alive for
-                    // the call.
-                    unsafe { on_text(buffer.as_ptr().cast(), piece.len(), user) };
+    let caption =
+        session
+            .session
+            .caption_observed(input, prompt, options, |event| match event {
+                smolvlm::Progress::Text(piece) => {
+                    if let Some(on_text) = on_text {
+                        buffer.clear();
+                        buffer.extend_from_slice(piece.as_bytes());
+                        buffer.push(0);
+                        // SAFETY: the caller vouches for the callback and its
+                        // `user`; `buffer` holds the piece and a NUL, alive for
+                        // the call.
+                        unsafe { on_text(buffer.as_ptr().cast(), piece.len(), user) };
+                    }
                 }
-            }
-            smolvlm::Progress::Encoding(at) => {
-                if let Some(on_progress) = progress.call {
-                    let report = smolvlm_progress {
-                        image: at.image,
-                        images: at.images,
-                        encode: at.encode,
-                        encodes: at.encodes,
-                        layer: at.layer,
-                        layers: at.layers,
-                        fraction: at.image_fraction(),
-                    };
-                    // SAFETY: the caller vouches for the callback and its
-                    // user pointer; `report` is alive for the call.
-                    unsafe { on_progress(&raw const report, progress.user) };
+                smolvlm::Progress::Encoding(at) => {
+                    if let Some(on_progress) = progress.call {
+                        let report = smolvlm_progress {
+                            image: at.image,
+                            images: at.images,
+                            encode: at.encode,
+                            encodes: at.encodes,
+                            layer: at.layer,
+                            layers: at.layers,
+                            fraction: at.image_fraction(),
+                        };
+                        // SAFETY: the caller vouches for the callback and its
+                        // user pointer; `report` is alive for the call.
+                        unsafe { on_progress(&raw const report, progress.user) };
+                    }
                 }
-            }
-            _ => {}
-        })?;
+                _ => {}
+            })?;
     Ok(c_string(&caption.text).into_raw())
 }
 

@@ -99,7 +99,10 @@ impl ContextParams {
             message: message.to_owned(),
         };
         if self.n_ctx == 0 || self.n_batch == 0 || self.n_ubatch == 0 {
-            return Err(invalid("context sizes", "n_ctx, n_batch and n_ubatch must be at least 1"));
+            return Err(invalid(
+                "context sizes",
+                "n_ctx, n_batch and n_ubatch must be at least 1",
+            ));
         }
         if i32::try_from(self.n_batch).is_err() || i32::try_from(self.n_ctx).is_err() {
             return Err(invalid("context sizes", "must fit in an i32"));
@@ -157,7 +160,7 @@ unsafe extern "C" fn should_abort(data: *mut c_void) -> bool {
     // SAFETY: the caller's contract; the closure is `Sync`, so calling it
     // from a compute thread through a shared reference is allowed.
     let stop = unsafe { &*data.cast::<&(dyn Fn() -> bool + Sync)>() };
-    catch_unwind(AssertUnwindSafe(|| stop())).unwrap_or(true)
+    catch_unwind(AssertUnwindSafe(stop)).unwrap_or(true)
 }
 
 impl Context {
@@ -252,7 +255,11 @@ impl Context {
         if batch.is_empty() || batch.len() > self.n_batch() as usize {
             return Err(EngineError::Invalid {
                 name: "batch",
-                message: format!("holds {} tokens; a decode takes 1 to {}", batch.len(), self.n_batch()),
+                message: format!(
+                    "holds {} tokens; a decode takes 1 to {}",
+                    batch.len(),
+                    self.n_batch()
+                ),
             });
         }
         self.logits = false;

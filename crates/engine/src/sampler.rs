@@ -147,7 +147,12 @@ impl Sampler {
     ///
     /// [`EngineError::Nul`] for text with a NUL byte, and
     /// [`EngineError::Grammar`] when llama.cpp refuses the grammar.
-    pub fn grammar(mut self, vocab: &Vocab<'_>, gbnf: &str, root: &str) -> Result<Self, EngineError> {
+    pub fn grammar(
+        mut self,
+        vocab: &Vocab<'_>,
+        gbnf: &str,
+        root: &str,
+    ) -> Result<Self, EngineError> {
         let gbnf = CString::new(gbnf).map_err(|_| EngineError::Nul)?;
         let root = CString::new(root).map_err(|_| EngineError::Nul)?;
         // SAFETY: a live vocabulary and NUL-terminated strings; the shim
@@ -173,11 +178,16 @@ impl Sampler {
         let logits = ctx.last_logits()?;
         self.candidates.clear();
         self.candidates
-            .extend(logits.iter().enumerate().map(|(id, &logit)| sys::llama_token_data {
-                id: i32::try_from(id).unwrap_or(i32::MAX),
-                logit,
-                p: 0.0,
-            }));
+            .extend(
+                logits
+                    .iter()
+                    .enumerate()
+                    .map(|(id, &logit)| sys::llama_token_data {
+                        id: i32::try_from(id).unwrap_or(i32::MAX),
+                        logit,
+                        p: 0.0,
+                    }),
+            );
         let mut array = sys::llama_token_data_array {
             data: self.candidates.as_mut_ptr(),
             size: self.candidates.len(),
@@ -198,7 +208,9 @@ impl Sampler {
         // throws for a token it cannot accept.
         let status = unsafe { sys::llama_rs_sampler_accept(self.raw.as_ptr(), token) };
         if status != sys::LLAMA_RS_STATUS_OK {
-            return Err(EngineError::Sample("the grammar cannot accept the sampled token"));
+            return Err(EngineError::Sample(
+                "the grammar cannot accept the sampled token",
+            ));
         }
         Ok(Token(token))
     }
@@ -215,13 +227,16 @@ pub fn json_schema_to_grammar(schema: &str) -> Result<String, EngineError> {
     let mut out: *mut c_char = std::ptr::null_mut();
     // SAFETY: a NUL-terminated schema and a place for the result; the shim
     // catches the converter's exceptions and returns a status.
-    let status = unsafe { sys::llama_rs_json_schema_to_grammar(schema.as_ptr(), false, &raw mut out) };
+    let status =
+        unsafe { sys::llama_rs_json_schema_to_grammar(schema.as_ptr(), false, &raw mut out) };
     if status != sys::LLAMA_RS_STATUS_OK || out.is_null() {
         return Err(EngineError::JsonSchema(status));
     }
     // SAFETY: on success `out` is a NUL-terminated string malloc'ed by the
     // shim; it is copied, then freed once with the shim's own free.
-    let grammar = unsafe { CStr::from_ptr(out) }.to_string_lossy().into_owned();
+    let grammar = unsafe { CStr::from_ptr(out) }
+        .to_string_lossy()
+        .into_owned();
     // SAFETY: see above.
     unsafe { sys::llama_rs_string_free(out) };
     Ok(grammar)

@@ -263,8 +263,10 @@ impl Vision {
             add_special: false,
             parse_special,
         };
-        let raw_bitmaps: Vec<*const sys::mtmd_bitmap> =
-            bitmaps.iter().map(|b| b.raw.as_ptr().cast_const()).collect();
+        let raw_bitmaps: Vec<*const sys::mtmd_bitmap> = bitmaps
+            .iter()
+            .map(|b| b.raw.as_ptr().cast_const())
+            .collect();
         // SAFETY: no preconditions; null only when out of memory.
         let chunks = NonNull::new(unsafe { sys::mtmd_input_chunks_init() })
             .ok_or(EngineError::Tokenize("mtmd could not allocate chunks"))?;
@@ -284,7 +286,9 @@ impl Vision {
         };
         match code {
             0 => Ok(chunks),
-            1 => Err(EngineError::Tokenize("the number of markers differs from the number of images")),
+            1 => Err(EngineError::Tokenize(
+                "the number of markers differs from the number of images",
+            )),
             _ => Err(EngineError::Tokenize("mtmd could not preprocess an image")),
         }
     }
@@ -292,9 +296,11 @@ impl Vision {
     /// Encodes one image chunk and decodes its embeddings into `ctx` from
     /// position `n_past`, in passes of at most `n_batch` tokens.
     ///
-    /// `on_layer` is told each encoder layer as it finishes (1, 2, …);
-    /// returning `false` stops the encode there. `stop` is asked between
-    /// the decode's compute steps. A stopped chunk returns
+    /// `on_layer`, if given, is told each encoder layer as it finishes (1,
+    /// 2, …); returning `false` stops the encode there. Observing computes
+    /// the encoder's graph one layer at a time; without an observer it runs
+    /// in one piece, as in llama.cpp's tools. `stop` is asked between the
+    /// decode's compute steps. A stopped chunk returns
     /// [`EngineError::Interrupted`] and its unfinished embeddings are never
     /// decoded; decode passes already done stay in the KV cache (remove
     /// them with [`Context::remove_from`]).
@@ -312,7 +318,7 @@ impl Vision {
         chunk: &Chunk<'_>,
         n_past: i32,
         n_batch: u32,
-        on_layer: &mut dyn FnMut(u32) -> bool,
+        on_layer: Option<&mut dyn FnMut(u32) -> bool>,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<ImageEval, EngineError> {
         if !self.model.same_as(ctx.model()) {
@@ -394,7 +400,7 @@ impl Vision {
     pub fn encode(
         &mut self,
         chunk: &Chunk<'_>,
-        on_layer: &mut dyn FnMut(u32) -> bool,
+        on_layer: Option<&mut dyn FnMut(u32) -> bool>,
     ) -> Result<Duration, EngineError> {
         let started = Instant::now();
         self.encode_observed(chunk, on_layer)?;
@@ -417,11 +423,12 @@ impl Vision {
         unsafe { sys::mtmd_decode_use_non_causal(self.raw.as_ptr(), chunk.raw.as_ptr()) }
     }
 
-    /// Runs mtmd's encode of an image chunk with `on_layer` as the observer.
+    /// Runs mtmd's encode of an image chunk with `on_layer`, if any, as the
+    /// observer.
     fn encode_observed(
         &mut self,
         chunk: &Chunk<'_>,
-        on_layer: &mut dyn FnMut(u32) -> bool,
+        on_layer: Option<&mut dyn FnMut(u32) -> bool>,
     ) -> Result<(), EngineError> {
         if chunk.kind() != ChunkKind::Image {
             return Err(EngineError::Invalid {
@@ -429,6 +436,17 @@ impl Vision {
                 message: "only an image chunk can be encoded".to_owned(),
             });
         }
+        let Some(on_layer) = on_layer else {
+            // SAFETY: a live context and an image chunk (checked above); no
+            // observer is hooked, so `on_eval` asks for no node. mtmd
+            // catches its exceptions (returning 1).
+            let code = unsafe { sys::mtmd_encode_chunk(self.raw.as_ptr(), chunk.raw.as_ptr()) };
+            return if code == 0 {
+                Ok(())
+            } else {
+                Err(EngineError::Encode(code))
+            };
+        };
         let mut last = 0;
         let mut counting = |layer: u32| {
             last = layer;
@@ -523,11 +541,13 @@ impl Bitmap {
         // SAFETY: `rgb` holds exactly width × height × 3 bytes (checked),
         // which mtmd copies.
         let raw = unsafe { sys::mtmd_bitmap_init(width, height, rgb.as_ptr()) };
-        NonNull::new(raw).map(|raw| Self { raw }).ok_or(EngineError::Bitmap {
-            width,
-            height,
-            len: rgb.len(),
-        })
+        NonNull::new(raw)
+            .map(|raw| Self { raw })
+            .ok_or(EngineError::Bitmap {
+                width,
+                height,
+                len: rgb.len(),
+            })
     }
 
     /// Decodes an encoded image (JPEG, PNG, BMP, GIF…) with mtmd's own
@@ -603,7 +623,9 @@ unsafe impl Send for Chunks {}
 
 impl std::fmt::Debug for Chunks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter().map(|c| c.kind())).finish()
+        f.debug_list()
+            .entries(self.iter().map(|c| c.kind()))
+            .finish()
     }
 }
 

@@ -54,7 +54,12 @@ fn tokens(model: &Model, text: &str) -> Vec<Token> {
 }
 
 /// Decodes `tokens` from position 0, logits for the last.
-fn decode(ctx: &mut Context, batch: &mut Batch, tokens: &[Token], stop: &(dyn Fn() -> bool + Sync)) -> Result<(), EngineError> {
+fn decode(
+    ctx: &mut Context,
+    batch: &mut Batch,
+    tokens: &[Token],
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(), EngineError> {
     batch.clear();
     for (i, &t) in tokens.iter().enumerate() {
         batch.add(t, i as i32, i + 1 == tokens.len()).unwrap();
@@ -88,7 +93,11 @@ fn image_chunks(vision: &Vision, img: &image::RgbImage) -> Chunks {
 fn a_stopped_decode_leaves_nothing_to_sample_and_the_context_usable() {
     let (model, _vision) = load(&tiny_model());
     let prompt = tokens(&model, "<|im_start|>User: a small red house, a cat on the roof and a dog by the door<end_of_utterance>\nAssistant:");
-    assert!(prompt.len() > 16, "more than one pass of 16: {}", prompt.len());
+    assert!(
+        prompt.len() > 16,
+        "more than one pass of 16: {}",
+        prompt.len()
+    );
     let mut batch = Batch::new(N_BATCH as usize).unwrap();
 
     let mut ctx = context(&model);
@@ -96,7 +105,10 @@ fn a_stopped_decode_leaves_nothing_to_sample_and_the_context_usable() {
     assert_eq!(stopped, Err(EngineError::Interrupted));
     assert!(!ctx.has_logits());
     let mut sampler = Sampler::new().greedy();
-    assert!(matches!(sampler.sample(&mut ctx), Err(EngineError::Sample(_))));
+    assert!(matches!(
+        sampler.sample(&mut ctx),
+        Err(EngineError::Sample(_))
+    ));
 
     // Whatever the stop left is removed; the context then answers as a fresh one.
     assert!(ctx.remove_from(0));
@@ -104,53 +116,111 @@ fn a_stopped_decode_leaves_nothing_to_sample_and_the_context_usable() {
     let after = greedy(&mut ctx, &mut batch, prompt.len() as i32, 8);
     let mut fresh = context(&model);
     decode(&mut fresh, &mut batch, &prompt, &never).unwrap();
-    assert_eq!(greedy(&mut fresh, &mut batch, prompt.len() as i32, 8), after);
+    assert_eq!(
+        greedy(&mut fresh, &mut batch, prompt.len() as i32, 8),
+        after
+    );
 }
 
 #[test]
 fn an_encode_is_observed_layer_by_layer_and_stops_where_asked() {
     let (model, mut vision) = load(&tiny_model());
     let chunks = image_chunks(&vision, &images::gradient(64, 64));
-    let image = chunks.iter().find(|c| c.kind() == ChunkKind::Image).unwrap();
+    let image = chunks
+        .iter()
+        .find(|c| c.kind() == ChunkKind::Image)
+        .unwrap();
 
     let mut layers = Vec::new();
-    vision.encode(&image, &mut |l| {
-        layers.push(l);
-        true
-    })
-    .unwrap();
+    vision
+        .encode(
+            &image,
+            Some(&mut |l| {
+                layers.push(l);
+                true
+            }),
+        )
+        .unwrap();
     assert_eq!(layers, vec![1, 2], "the tiny encoder has 2 layers");
     assert_eq!(vision.layers_seen(), 2);
 
     // Stopped after the first layer: no embeddings, and no second layer.
     let mut ctx = context(&model);
     layers.clear();
-    let stopped = vision.eval_chunk(&mut ctx, &image, 0, N_BATCH, &mut |l| {
-        layers.push(l);
-        false
-    }, &never);
+    let stopped = vision.eval_chunk(
+        &mut ctx,
+        &image,
+        0,
+        N_BATCH,
+        Some(&mut |l| {
+            layers.push(l);
+            false
+        }),
+        &never,
+    );
     assert_eq!(stopped, Err(EngineError::Interrupted));
     assert_eq!(layers, vec![1]);
 
     // The encoder is usable again, and its embeddings decode.
     let eval = vision
-        .eval_chunk(&mut ctx, &image, 0, N_BATCH, &mut |_| true, &never)
+        .eval_chunk(&mut ctx, &image, 0, N_BATCH, None, &never)
         .unwrap();
     assert_eq!(eval.n_past, image.n_pos());
     assert!(!ctx.has_logits(), "an image leaves no logits to sample");
 }
 
 #[test]
+fn an_observed_encode_gives_what_an_unobserved_one_gives() {
+    let (model, mut vision) = load(&tiny_model());
+    let chunks = image_chunks(&vision, &images::noise(200, 150, 5));
+    let mut batch = Batch::new(N_BATCH as usize).unwrap();
+    let mut caption = |observe: bool| {
+        let mut ctx = context(&model);
+        let mut n_past = 0;
+        for chunk in chunks.iter() {
+            if chunk.kind() == ChunkKind::Text {
+                let tokens = chunk.text_tokens();
+                batch.clear();
+                for (j, &t) in tokens.iter().enumerate() {
+                    batch.add(t, n_past + j as i32, true).unwrap();
+                }
+                ctx.decode(&batch, &never).unwrap();
+                n_past += tokens.len() as i32;
+            } else {
+                let mut seen = 0;
+                let mut count = |_| {
+                    seen += 1;
+                    true
+                };
+                let observer: Option<&mut dyn FnMut(u32) -> bool> =
+                    if observe { Some(&mut count) } else { None };
+                n_past = vision
+                    .eval_chunk(&mut ctx, &chunk, n_past, N_BATCH, observer, &never)
+                    .unwrap()
+                    .n_past;
+                assert_eq!(seen, if observe { 2 } else { 0 });
+            }
+        }
+        greedy(&mut ctx, &mut batch, n_past, 8)
+    };
+    assert_eq!(caption(true), caption(false));
+}
+
+#[test]
 fn a_panic_in_a_layer_observer_is_resumed_after_the_encode() {
     let (_model, mut vision) = load(&tiny_model());
     let chunks = image_chunks(&vision, &images::noise(64, 64, 1));
-    let image = chunks.iter().find(|c| c.kind() == ChunkKind::Image).unwrap();
+    let image = chunks
+        .iter()
+        .find(|c| c.kind() == ChunkKind::Image)
+        .unwrap();
     let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _ = vision.encode(&image, &mut |_| panic!("observer"));
+        let _ = vision.encode(&image, Some(&mut |_| panic!("observer")));
     }))
     .unwrap_err();
     assert_eq!(panic.downcast_ref::<&str>(), Some(&"observer"));
-    assert!(vision.encode(&image, &mut |_| true).is_ok());
+    assert!(vision.encode(&image, None).is_ok());
+    assert!(vision.encode(&image, Some(&mut |_| true)).is_ok());
 }
 
 #[test]
@@ -169,59 +239,98 @@ fn misuse_is_refused_before_it_reaches_llama_cpp() {
         assert!(!vocab.is_eog(bad));
     }
     // Bitmaps that are not what they claim.
-    assert!(matches!(Bitmap::from_rgb(2, 2, &[0; 11]), Err(EngineError::Bitmap { .. })));
-    assert!(matches!(Bitmap::from_rgb(0, 2, &[]), Err(EngineError::Bitmap { .. })));
+    assert!(matches!(
+        Bitmap::from_rgb(2, 2, &[0; 11]),
+        Err(EngineError::Bitmap { .. })
+    ));
+    assert!(matches!(
+        Bitmap::from_rgb(0, 2, &[]),
+        Err(EngineError::Bitmap { .. })
+    ));
     assert!(Bitmap::decode(&vision, b"not an image").is_none());
     assert!(Bitmap::decode(&vision, b"").is_none());
     // Batches: full, empty, over n_batch.
     let mut batch = Batch::new(2).unwrap();
     batch.add(Token(1), 0, false).unwrap();
     batch.add(Token(2), 1, true).unwrap();
-    assert_eq!(batch.add(Token(3), 2, true), Err(EngineError::BatchFull { capacity: 2 }));
+    assert_eq!(
+        batch.add(Token(3), 2, true),
+        Err(EngineError::BatchFull { capacity: 2 })
+    );
     assert!(Batch::new(0).is_err());
     let mut ctx = context(&model);
     batch.clear();
-    assert!(matches!(ctx.decode(&batch, &never), Err(EngineError::Invalid { .. })));
+    assert!(matches!(
+        ctx.decode(&batch, &never),
+        Err(EngineError::Invalid { .. })
+    ));
     let mut big = Batch::new(N_BATCH as usize + 1).unwrap();
     for i in 0..=N_BATCH as i32 {
         big.add(Token(1), i, false).unwrap();
     }
-    assert!(matches!(ctx.decode(&big, &never), Err(EngineError::Invalid { .. })));
+    assert!(matches!(
+        ctx.decode(&big, &never),
+        Err(EngineError::Invalid { .. })
+    ));
     // Markers and bitmaps that do not match.
     let img = images::gradient(64, 64);
     let bitmap = Bitmap::from_rgb(img.width(), img.height(), img.as_raw()).unwrap();
-    assert!(matches!(vision.tokenize("no marker", &[&bitmap], true), Err(EngineError::Tokenize(_))));
-    assert!(matches!(vision.tokenize(default_marker(), &[], true), Err(EngineError::Tokenize(_))));
-    assert!(matches!(vision.tokenize("a\0b", &[], true), Err(EngineError::Nul)));
+    assert!(matches!(
+        vision.tokenize("no marker", &[&bitmap], true),
+        Err(EngineError::Tokenize(_))
+    ));
+    assert!(matches!(
+        vision.tokenize(default_marker(), &[], true),
+        Err(EngineError::Tokenize(_))
+    ));
+    assert!(matches!(
+        vision.tokenize("a\0b", &[], true),
+        Err(EngineError::Nul)
+    ));
     // A text chunk cannot be encoded; a context of another model is refused.
     let chunks = image_chunks(&vision, &img);
     let text = chunks.iter().find(|c| c.kind() == ChunkKind::Text).unwrap();
-    let image = chunks.iter().find(|c| c.kind() == ChunkKind::Image).unwrap();
-    assert!(matches!(vision.encode(&text, &mut |_| true), Err(EngineError::Invalid { .. })));
+    let image = chunks
+        .iter()
+        .find(|c| c.kind() == ChunkKind::Image)
+        .unwrap();
+    assert!(matches!(
+        vision.encode(&text, None),
+        Err(EngineError::Invalid { .. })
+    ));
     let (other, _) = load(&pair);
     let mut other_ctx = context(&other);
     assert_eq!(
-        vision.eval_chunk(&mut other_ctx, &image, 0, N_BATCH, &mut |_| true, &never),
+        vision.eval_chunk(&mut other_ctx, &image, 0, N_BATCH, None, &never),
         Err(EngineError::ModelMismatch)
     );
     assert!(matches!(
-        vision.eval_chunk(&mut ctx, &image, 0, 0, &mut |_| true, &never),
+        vision.eval_chunk(&mut ctx, &image, 0, 0, None, &never),
         Err(EngineError::Invalid { .. })
     ));
     // Sampling with no logits; a grammar llama.cpp refuses.
-    assert!(matches!(Sampler::new().greedy().sample(&mut ctx), Err(EngineError::Sample(_))));
+    assert!(matches!(
+        Sampler::new().greedy().sample(&mut ctx),
+        Err(EngineError::Sample(_))
+    ));
     assert_eq!(
-        Sampler::new().grammar(&vocab, "root ::= undefined-rule", "root").unwrap_err(),
+        Sampler::new()
+            .grammar(&vocab, "root ::= undefined-rule", "root")
+            .unwrap_err(),
         EngineError::Grammar
     );
     assert_eq!(
-        Sampler::new().grammar(&vocab, "root ::= \"a\"", "ro\0ot").unwrap_err(),
+        Sampler::new()
+            .grammar(&vocab, "root ::= \"a\"", "ro\0ot")
+            .unwrap_err(),
         EngineError::Nul
     );
     assert!(smolvlm_engine::json_schema_to_grammar("{not json").is_err());
-    assert!(smolvlm_engine::json_schema_to_grammar(r#"{"type": "string"}"#)
-        .unwrap()
-        .contains("root"));
+    assert!(
+        smolvlm_engine::json_schema_to_grammar(r#"{"type": "string"}"#)
+            .unwrap()
+            .contains("root")
+    );
 }
 
 #[test]
@@ -244,7 +353,11 @@ fn loads_report_progress_and_stop_when_asked() {
 
     let stopped = Vision::load(&model, &pair.mmproj, &vision_params(), &mut |_| false);
     assert_eq!(stopped.unwrap_err(), EngineError::LoadStopped);
-    let missing = Model::load(std::path::Path::new("/nonexistent.gguf"), &ModelParams::default(), &mut |_| true);
+    let missing = Model::load(
+        std::path::Path::new("/nonexistent.gguf"),
+        &ModelParams::default(),
+        &mut |_| true,
+    );
     assert_eq!(missing.unwrap_err(), EngineError::ModelLoad);
     // A projector for another text model is refused by mtmd, not aborted on.
     let mismatched = tiny_model_with(&TinyModelSpec::mismatched());
@@ -262,16 +375,22 @@ fn handles_outlive_what_they_were_made_from() {
     let chunks = image_chunks(&vision, &images::gradient(64, 64));
     // The model handle goes first: the context and encoder keep it alive.
     drop(model);
-    let image = chunks.iter().find(|c| c.kind() == ChunkKind::Image).unwrap();
+    let image = chunks
+        .iter()
+        .find(|c| c.kind() == ChunkKind::Image)
+        .unwrap();
     let eval = vision
-        .eval_chunk(&mut ctx, &image, 0, N_BATCH, &mut |_| true, &never)
+        .eval_chunk(&mut ctx, &image, 0, N_BATCH, None, &never)
         .unwrap();
     assert!(eval.n_past > 0);
     // Moved to another thread, they still work.
     std::thread::spawn(move || {
-        let image = chunks.iter().find(|c| c.kind() == ChunkKind::Image).unwrap();
+        let image = chunks
+            .iter()
+            .find(|c| c.kind() == ChunkKind::Image)
+            .unwrap();
         vision
-            .eval_chunk(&mut ctx, &image, eval.n_past, N_BATCH, &mut |_| true, &never)
+            .eval_chunk(&mut ctx, &image, eval.n_past, N_BATCH, None, &never)
             .unwrap();
     })
     .join()

@@ -97,11 +97,6 @@ pub enum LoadError {
         /// The path.
         path: PathBuf,
     },
-    /// llama.cpp's backend could not be initialised in this process.
-    #[error(
-        "could not initialise the llama.cpp backend: {0} (was it initialised outside smolvlm?)"
-    )]
-    Backend(String),
     /// llama.cpp refused the text model after our checks passed.
     #[error("llama.cpp failed to load the text model '{path}' (set RUST_LOG=llama_cpp=debug for its log)")]
     ModelLoad {
@@ -109,9 +104,7 @@ pub enum LoadError {
         path: PathBuf,
     },
     /// mtmd refused the mmproj after our checks passed.
-    #[error(
-        "mtmd failed to load the mmproj '{path}' (set RUST_LOG=llama_cpp=debug for its log)"
-    )]
+    #[error("mtmd failed to load the mmproj '{path}' (set RUST_LOG=llama_cpp=debug for its log)")]
     ProjectorLoad {
         /// The mmproj.
         path: PathBuf,
@@ -376,7 +369,6 @@ impl Error {
                 LoadError::UnsupportedProjector { .. } => "unsupported_projector",
                 LoadError::NotAPair { .. } => "not_a_pair",
                 LoadError::NonUtf8Path { .. } => "non_utf8_path",
-                LoadError::Backend(_) => "backend",
                 LoadError::ModelLoad { .. } => "model_load",
                 LoadError::ProjectorLoad { .. } => "projector_load",
             },

@@ -333,9 +333,9 @@ impl GenerationOptions {
             } else {
                 "grammar"
             };
-            chain = chain
-                .grammar(&model.vocab(), &gbnf, "root")
-                .map_err(|e| Error::invalid(name, format!("{e} (its log, at debug level, says where)")))?;
+            chain = chain.grammar(&model.vocab(), &gbnf, "root").map_err(|e| {
+                Error::invalid(name, format!("{e} (its log, at debug level, says where)"))
+            })?;
         }
         if self.repeat_penalty != 1.0 {
             let last_n = i32::try_from(self.repeat_last_n).unwrap_or(i32::MAX);

@@ -173,11 +173,9 @@ impl Model {
             last = last.max(done.clamp(0.0, 1.0));
             progress(last)
         };
-        let text = engine::Model::load(
-            &files.model,
-            &options.model_params(),
-            &mut |done| report(done * share),
-        )
+        let text = engine::Model::load(&files.model, &options.model_params(), &mut |done| {
+            report(done * share)
+        })
         .map_err(|e| match e {
             engine::EngineError::LoadStopped => LoadError::Cancelled {
                 path: files.model.clone(),

@@ -365,7 +365,8 @@ impl LoadOptions {
             threads: self.threads(),
             threads_batch: self.threads(),
             flash_attention: self.flash_attention.to_engine(),
-            kv_type: (self.kv_cache_type != KvCacheType::F16).then(|| self.kv_cache_type.to_engine()),
+            kv_type: (self.kv_cache_type != KvCacheType::F16)
+                .then(|| self.kv_cache_type.to_engine()),
         }
     }
 

@@ -45,7 +45,7 @@ fn caption(model: &Model, vision: &mut Vision, img: &RgbImage) -> Vec<Token> {
             n_past += tokens.len() as i32;
         } else {
             let eval = vision
-                .eval_chunk(&mut ctx, &chunk, n_past, N_BATCH, &mut |_| true, &never)
+                .eval_chunk(&mut ctx, &chunk, n_past, N_BATCH, None, &never)
                 .expect("eval image chunk");
             n_past = eval.n_past;
         }
@@ -142,10 +142,7 @@ fn model_hparams_and_vocab() {
         assert!(llama_vocab.is_eog(Token(eog as i32)), "{eog} is EOG");
     }
     assert_eq!(llama_vocab.bos(), Token(vocab::IM_START as i32));
-    assert_eq!(
-        llama_vocab.eos(),
-        Token(vocab::END_OF_UTTERANCE as i32)
-    );
+    assert_eq!(llama_vocab.eos(), Token(vocab::END_OF_UTTERANCE as i32));
 }
 
 #[test]
@@ -199,7 +196,9 @@ fn greedy_caption_is_deterministic_and_depends_on_the_image() {
     let text = |tokens: &[Token]| -> String {
         let mut bytes = Vec::new();
         for &t in tokens {
-            llama_vocab.token_to_piece_into(t, &mut bytes, false).unwrap();
+            llama_vocab
+                .token_to_piece_into(t, &mut bytes, false)
+                .unwrap();
         }
         String::from_utf8(bytes).expect("caption is UTF-8")
     };

@@ -15,9 +15,7 @@ use std::fs;
 use common::{layout, load_model, load_vision, tokenize};
 use smolvlm_engine::Token;
 use smolvlm_testkit::real::vocab::{self, row_col_token};
-use smolvlm_testkit::{
-    cache_dir, images, real_model, ProjectorType, RealShape, TinyModelSpec,
-};
+use smolvlm_testkit::{cache_dir, images, real_model, ProjectorType, RealShape, TinyModelSpec};
 
 /// Within 3% of a published size.
 fn assert_near(actual: u64, published: u64, what: &str) {
@@ -93,10 +91,7 @@ fn check_loads(shape: RealShape) {
 
     let llama_vocab = model.vocab();
     assert_eq!(llama_vocab.bos(), Token(vocab::IM_START as i32));
-    assert_eq!(
-        llama_vocab.eos(),
-        Token(vocab::END_OF_UTTERANCE as i32)
-    );
+    assert_eq!(llama_vocab.eos(), Token(vocab::END_OF_UTTERANCE as i32));
     for eog in [vocab::ENDOFTEXT, vocab::IM_END, vocab::END_OF_UTTERANCE] {
         assert!(llama_vocab.is_eog(Token(eog as i32)), "{eog} is EOG");
     }

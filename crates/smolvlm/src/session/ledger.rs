@@ -150,7 +150,10 @@ impl Ledger {
             }
         }
         // All of it is there: evaluate its last entry again.
-        let last = match (items.last(), at.entries.checked_sub(1).and_then(|i| self.entries.get(i))) {
+        let last = match (
+            items.last(),
+            at.entries.checked_sub(1).and_then(|i| self.entries.get(i)),
+        ) {
             (Some(Item::Tokens(tokens)), Some(entry)) if !tokens.is_empty() => Start {
                 item: items.len() - 1,
                 offset: tokens.len() - 1,
@@ -196,7 +199,11 @@ mod tests {
 
     #[test]
     fn positions_follow_pushes_and_truncation() {
-        let mut held = ledger(&[Entry::Token(Token(1)), image(7, 130), Entry::Token(Token(2))]);
+        let mut held = ledger(&[
+            Entry::Token(Token(1)),
+            image(7, 130),
+            Entry::Token(Token(2)),
+        ]);
         assert_eq!(held.positions(), 132);
         held.truncate(2);
         assert_eq!(held.positions(), 131);
@@ -210,7 +217,11 @@ mod tests {
 
     #[test]
     fn a_prompt_matches_up_to_its_first_difference() {
-        let held = ledger(&[Entry::Token(Token(1)), image(7, 130), Entry::Token(Token(2))]);
+        let held = ledger(&[
+            Entry::Token(Token(1)),
+            image(7, 130),
+            Entry::Token(Token(2)),
+        ]);
         let items = [
             Item::Tokens(vec![Token(1)]),
             Item::Image(0),

@@ -128,8 +128,8 @@ impl Session {
         let (n_ctx, n_batch) = (options.context_size(), options.batch_size());
         let ctx = engine::Context::new(model.text(), &options.context_params())
             .map_err(|_| Error::Session { n_ctx, n_batch })?;
-        let batch = engine::Batch::new(n_batch as usize)
-            .map_err(|_| Error::Session { n_ctx, n_batch })?;
+        let batch =
+            engine::Batch::new(n_batch as usize).map_err(|_| Error::Session { n_ctx, n_batch })?;
         let vision = model.take_vision()?;
         let mut session = Self {
             model: model.clone(),
@@ -523,8 +523,9 @@ impl Session {
             .iter()
             .find(|c| c.kind() == engine::ChunkKind::Image)
             .ok_or_else(|| CaptionError::Tokenize("mtmd made no image chunk".to_owned()))?;
+        // Observed, as a caption's encodes are (one graph piece per layer).
         let elapsed = vision
-            .encode(&chunk, &mut |_| true)
+            .encode(&chunk, Some(&mut |_| true))
             .map_err(|e| eval_error(&e, Stage::Encode))?;
         Ok(elapsed)
     }

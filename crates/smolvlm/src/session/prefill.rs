@@ -223,7 +223,10 @@ impl Session {
             .tokenize(MEDIA_MARKER, &[&bitmap], true)
             .map_err(|e| CaptionError::Tokenize(e.to_string()))?;
         let (mut image_tokens, mut image_chunks, mut largest) = (0, 0, 0);
-        for chunk in chunks.iter().filter(|c| c.kind() == engine::ChunkKind::Image) {
+        for chunk in chunks
+            .iter()
+            .filter(|c| c.kind() == engine::ChunkKind::Image)
+        {
             image_tokens += chunk.n_tokens();
             image_chunks += 1;
             largest = largest.max(chunk.n_tokens());
@@ -258,9 +261,9 @@ impl Session {
     /// SmolVLM's idefics3, which is causal).
     fn needs_one_pass(&self, chunks: &engine::Chunks) -> bool {
         let vision = self.vision.as_ref();
-        chunks
-            .iter()
-            .any(|c| c.kind() == engine::ChunkKind::Image && vision.is_some_and(|v| v.needs_one_pass(&c)))
+        chunks.iter().any(|c| {
+            c.kind() == engine::ChunkKind::Image && vision.is_some_and(|v| v.needs_one_pass(&c))
+        })
     }
 
     /// Evaluates the prompt from where the KV cache stops matching it;
@@ -316,7 +319,15 @@ impl Session {
                         image: encoded + 1,
                         images,
                     };
-                    n_past = self.eval_image(chunks, n_past, k == last, turn, watchdog, observer, timings)?;
+                    n_past = self.eval_image(
+                        chunks,
+                        n_past,
+                        k == last,
+                        turn,
+                        watchdog,
+                        observer,
+                        timings,
+                    )?;
                     self.ledger.push(Entry::Image(entry));
                     encoded += 1;
                 }
@@ -352,7 +363,12 @@ impl Session {
         for (c, chunk) in chunks.iter().enumerate() {
             match chunk.kind() {
                 engine::ChunkKind::Text => {
-                    self.decode_tokens(chunk.text_tokens(), &mut n_past, logits_last && c == last, watchdog)?;
+                    self.decode_tokens(
+                        chunk.text_tokens(),
+                        &mut n_past,
+                        logits_last && c == last,
+                        watchdog,
+                    )?;
                 }
                 _ => {
                     encode += 1;
@@ -384,11 +400,22 @@ impl Session {
                         Error::Internal("the session has no vision encoder".to_owned())
                     })?;
                     let pos = i32::try_from(n_past).unwrap_or(i32::MAX);
-                    let result = vision.eval_chunk(&mut self.ctx, &chunk, pos, n_batch, &mut on_layer, &stop);
+                    let result = vision.eval_chunk(
+                        &mut self.ctx,
+                        &chunk,
+                        pos,
+                        n_batch,
+                        Some(&mut on_layer),
+                        &stop,
+                    );
                     let eval = match result {
                         Ok(eval) => eval,
                         Err(engine::EngineError::Interrupted) => {
-                            let stage = if stopped.is_some() { Stage::Encode } else { Stage::Prefill };
+                            let stage = if stopped.is_some() {
+                                Stage::Encode
+                            } else {
+                                Stage::Prefill
+                            };
                             let error = stopped
                                 .or_else(|| watchdog.check(stage).err())
                                 .unwrap_or(CaptionError::Cancelled { stage });
