@@ -2,6 +2,10 @@
 //! compiler against the committed header, linked against the shared library
 //! (and, in a second test, the static one), and run on the tiny test model.
 //! Its answers must equal the Rust library's for the same inputs.
+//!
+//! With `SMOLVLM_C_WRAPPER` set (a command and its arguments, split on
+//! whitespace), the program runs under it: `.ci/run` sets it to valgrind's
+//! memcheck, which fails the run on any memory error or definite leak.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
@@ -70,10 +74,24 @@ fn images(dir: &Path) -> (PathBuf, PathBuf) {
     (good, bad)
 }
 
+/// The program's command: itself, or under `SMOLVLM_C_WRAPPER`.
+fn command(exe: &Path) -> Command {
+    let wrapper = std::env::var("SMOLVLM_C_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// Runs the program; returns its lines as label -> (status, rest).
 fn run(exe: &Path, good: &Path, bad: &Path) -> HashMap<String, (String, String)> {
     let pair = smolvlm_testkit::tiny_model();
-    let output = Command::new(exe)
+    let output = command(exe)
         .arg(&pair.model)
         .arg(&pair.mmproj)
         .arg(good)
@@ -105,6 +123,8 @@ fn run(exe: &Path, good: &Path, bad: &Path) -> HashMap<String, (String, String)>
 /// What the Rust library says for the same inputs.
 struct Expected {
     file: String,
+    /// The file's encodes: its tiles and the overview.
+    file_encodes: usize,
     rgb: String,
 }
 
@@ -117,10 +137,10 @@ fn expected(good: &Path) -> Expected {
     .unwrap();
     let mut session = model.session().unwrap();
     let options = GenerationOptions::default().with_max_tokens(MAX_TOKENS);
-    let file = session
+    let caption = session
         .caption(good, "Describe this image.", &options)
-        .unwrap()
-        .text;
+        .unwrap();
+    let (file, file_encodes) = (caption.text, caption.tiles + 1);
     let pixels = image::RgbImage::from_fn(64, 48, |x, y| {
         image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8])
     });
@@ -128,7 +148,11 @@ fn expected(good: &Path) -> Expected {
         .caption(&pixels, "Describe this image.", &options)
         .unwrap()
         .text;
-    Expected { file, rgb }
+    Expected {
+        file,
+        file_encodes,
+        rgb,
+    }
 }
 
 fn check(lines: &HashMap<String, (String, String)>, expected: &Expected) {
@@ -155,6 +179,22 @@ fn check(lines: &HashMap<String, (String, String)>, expected: &Expected) {
     };
 
     assert_eq!(ok("version"), env!("CARGO_PKG_VERSION"));
+    // Each encode is told as it begins and after each of the tiny
+    // encoder's 2 layers.
+    let progress = ok("progress");
+    let encodes = expected.file_encodes;
+    assert_eq!(
+        progress,
+        format!("{}\t{encodes}\t2\t1.00", encodes * 3),
+        "calls, encodes, layers, last fraction"
+    );
+    let (kind, transient, _) = error("progress-cancel");
+    assert_eq!((kind.as_str(), transient), ("cancelled", true));
+    assert_eq!(
+        ok("progress-stopped-at"),
+        "3.1",
+        "a cancel set from the progress callback stops the encode at that layer"
+    );
     assert!(!expected.file.is_empty());
     assert_eq!(ok("file"), expected.file, "C and Rust captions differ");
     assert_eq!(ok("stream"), expected.file, "the streamed pieces");

@@ -2,7 +2,7 @@
 //! images tokenizes into.
 
 use std::cell::Cell;
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_int, c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -15,6 +15,24 @@ use crate::context::{decode_result, Context, FlashAttention};
 use crate::error::EngineError;
 use crate::model::{c_path, with_progress, Model};
 use crate::vocab::Token;
+
+// stb_image.h (llama.cpp's vendor/stb), compiled into libmtmd by
+// mtmd-helper.cpp with its symbols exported: the still-image decoder that
+// `mtmd_helper_bitmap_init_from_buf` (and so llama-mtmd-cli) uses. Called
+// directly because that helper, given bytes stb cannot decode, falls
+// through to its video path, which starts ffprobe and ffmpeg processes: a
+// library must not spawn processes on a corrupt image.
+extern "C" {
+    fn stbi_load_from_memory(
+        buffer: *const u8,
+        len: c_int,
+        x: *mut c_int,
+        y: *mut c_int,
+        channels_in_file: *mut c_int,
+        desired_channels: c_int,
+    ) -> *mut u8;
+    fn stbi_image_free(retval_from_stbi_load: *mut c_void);
+}
 
 /// The marker mtmd replaces with an image's chunks (`<__media__>`).
 #[must_use]
@@ -550,37 +568,43 @@ impl Bitmap {
             })
     }
 
-    /// Decodes an encoded image (JPEG, PNG, BMP, GIF…) with mtmd's own
-    /// loader (stb_image); `None` when it cannot, or when the bytes are not
-    /// a still image (audio or video).
+    /// Decodes an encoded image with mtmd's own loader, stb_image (JPEG,
+    /// PNG, BMP, GIF, PSD, TGA, HDR, PNM: what llama-mtmd-cli reads), to RGB;
+    /// `None` when it cannot. Unlike mtmd's helper, it never falls back to
+    /// decoding the bytes as audio or video (which would start ffmpeg).
     #[must_use]
-    pub fn decode(vision: &Vision, bytes: &[u8]) -> Option<Self> {
-        if bytes.is_empty() {
-            return None;
-        }
-        // SAFETY: returns a struct by value; no preconditions.
-        let options = unsafe { sys::mtmd_helper_init_opt_default() };
-        // SAFETY: a live context and `bytes.len()` readable bytes; mtmd
-        // copies what it keeps. Thread-safe per mtmd-helper.h.
-        let wrapper = unsafe {
-            sys::mtmd_helper_bitmap_init_from_buf(
-                vision.raw.as_ptr(),
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let len = c_int::try_from(bytes.len()).ok().filter(|&n| n > 0)?;
+        let (mut width, mut height, mut channels) = (0, 0, 0);
+        // SAFETY: `bytes` is readable for `len` bytes; stb writes the three
+        // sizes and returns null or a malloc'ed RGB buffer (3 channels
+        // asked for) of width × height × 3 bytes, freed below.
+        let pixels = unsafe {
+            stbi_load_from_memory(
                 bytes.as_ptr(),
-                bytes.len(),
-                false,
-                options,
+                len,
+                &raw mut width,
+                &raw mut height,
+                &raw mut channels,
+                3,
             )
         };
-        if !wrapper.video_ctx.is_null() {
-            // SAFETY: a video context mtmd made for us; freed once.
-            unsafe { sys::mtmd_helper_video_free(wrapper.video_ctx) };
+        if pixels.is_null() {
+            return None;
         }
-        let bitmap = Self {
-            raw: NonNull::new(wrapper.bitmap)?,
+        let bitmap = match (u32::try_from(width), u32::try_from(height)) {
+            (Ok(w), Ok(h)) if w > 0 && h > 0 => {
+                let len = (w as usize) * (h as usize) * 3;
+                // SAFETY: stb's buffer holds width × height × 3 bytes.
+                let rgb = unsafe { std::slice::from_raw_parts(pixels, len) };
+                Self::from_rgb(w, h, rgb).ok()
+            }
+            _ => None,
         };
-        // SAFETY: a live bitmap; a plain query.
-        let audio = unsafe { sys::mtmd_bitmap_is_audio(bitmap.raw.as_ptr()) };
-        (!audio && bitmap.width() > 0 && bitmap.height() > 0).then_some(bitmap)
+        // SAFETY: returned by `stbi_load_from_memory`, freed once, after its
+        // last use (`from_rgb` copied it).
+        unsafe { stbi_image_free(pixels.cast()) };
+        bitmap
     }
 
     /// Width in pixels.

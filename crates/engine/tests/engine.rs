@@ -247,8 +247,17 @@ fn misuse_is_refused_before_it_reaches_llama_cpp() {
         Bitmap::from_rgb(0, 2, &[]),
         Err(EngineError::Bitmap { .. })
     ));
-    assert!(Bitmap::decode(&vision, b"not an image").is_none());
-    assert!(Bitmap::decode(&vision, b"").is_none());
+    assert!(Bitmap::decode(b"not an image").is_none());
+    assert!(Bitmap::decode(b"").is_none());
+    // A WAV header: mtmd's helper would make it audio, stb refuses it.
+    assert!(Bitmap::decode(b"RIFF\x24\0\0\0WAVEfmt ").is_none());
+    let mut png = Vec::new();
+    images::gradient(7, 5)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let decoded = Bitmap::decode(&png).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (7, 5));
+    assert_eq!(decoded.data(), images::gradient(7, 5).as_raw().as_slice());
     // Batches: full, empty, over n_batch.
     let mut batch = Batch::new(2).unwrap();
     batch.add(Token(1), 0, false).unwrap();

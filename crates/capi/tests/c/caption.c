@@ -1,7 +1,8 @@
 /*
  * The C ABI as a C program uses it: load, caption a file, stream, caption
- * bytes and pixels, cancel from a second thread, bad input, NULL arguments,
- * and a session that outlives its model handle.
+ * bytes and pixels, encoder progress and a cancel from it, cancel from a
+ * second thread, bad input, NULL arguments, and a session that outlives its
+ * model handle.
  *
  * usage: caption MODEL MMPROJ IMAGE BAD_IMAGE
  *
@@ -91,6 +92,28 @@ static void *canceller(void *arg) {
     return NULL;
 }
 
+/* Encoder progress: what was told, and a cancel at one encode and layer. */
+struct progress_run {
+    smolvlm_cancel *cancel; /* NULL: never cancel */
+    size_t stop_encode, stop_layer;
+    int calls;
+    size_t encode, layer, encodes, layers;
+    float fraction;
+};
+
+static void on_progress(const smolvlm_progress *p, void *user) {
+    struct progress_run *run = user;
+    run->calls++;
+    run->encode = p->encode;
+    run->layer = p->layer;
+    run->encodes = p->encodes;
+    run->layers = p->layers;
+    run->fraction = p->fraction;
+    if (run->cancel != NULL && p->encode == run->stop_encode && p->layer == run->stop_layer) {
+        smolvlm_cancel_set(run->cancel);
+    }
+}
+
 static unsigned char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -129,8 +152,22 @@ int main(int argc, char **argv) {
         fail("session", err);
     }
 
+    /* Encoder progress: every encode of the image, every layer. */
+    smolvlm_options *observed = smolvlm_options_new();
+    smolvlm_options_set_max_tokens(observed, MAX_TOKENS);
+    struct progress_run progress = {NULL, 0, 0, 0, 0, 0, 0, 0, 0.0f};
+    smolvlm_options_set_progress(observed, on_progress, &progress);
+    char *text = smolvlm_caption_file_with(session, image, NULL, observed, NULL, NULL, &err);
+    if (text == NULL) {
+        fail("progress", err);
+    }
+    smolvlm_string_free(text);
+    printf("progress\tok\t%d\t%zu\t%zu\t%.2f\n", progress.calls, progress.encodes, progress.layers,
+           (double)progress.fraction);
+    smolvlm_options_free(observed);
+
     /* The simple call. */
-    char *text = smolvlm_caption_file(session, image, "Describe this image.", MAX_TOKENS, &err);
+    text = smolvlm_caption_file(session, image, "Describe this image.", MAX_TOKENS, &err);
     print_result("file", text, err);
 
     /* Streaming, with options. */
@@ -167,6 +204,20 @@ int main(int argc, char **argv) {
             p[2] = (unsigned char)((x + y) * 2);
         }
     }
+
+    /* A cancel set from the progress callback stops the encode at once. */
+    smolvlm_options *stoppable = smolvlm_options_new();
+    smolvlm_options_set_max_tokens(stoppable, MAX_TOKENS);
+    smolvlm_cancel *stop = smolvlm_cancel_new();
+    smolvlm_options_set_cancel(stoppable, stop);
+    struct progress_run stopping = {stop, 3, 1, 0, 0, 0, 0, 0, 0.0f};
+    smolvlm_options_set_progress(stoppable, on_progress, &stopping);
+    text = smolvlm_caption_rgb_with(session, pixels, 64, 48, NULL, stoppable, NULL, NULL, &err);
+    print_result("progress-cancel", text, err);
+    printf("progress-stopped-at\tok\t%zu.%zu\n", stopping.encode, stopping.layer);
+    smolvlm_options_free(stoppable);
+    smolvlm_cancel_free(stop);
+
     text = smolvlm_caption_rgb_with(session, pixels, 64, 48, NULL, options, NULL, NULL, &err);
     print_result("rgb", text, err);
 

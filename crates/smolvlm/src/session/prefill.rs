@@ -68,8 +68,7 @@ impl Session {
                     ))
                 }
             };
-            let bitmap = engine::Bitmap::decode(self.vision_mut()?, &bytes)
-                .ok_or(ImageError::MtmdLoad { origin })?;
+            let bitmap = engine::Bitmap::decode(&bytes).ok_or(ImageError::MtmdLoad { origin })?;
             timings.decode += t.elapsed();
             return Ok(bitmap);
         }
