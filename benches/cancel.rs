@@ -42,36 +42,19 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use image::ImageFormat;
 use smolvlm::{
-    CaptionError, Error, Event, FlashAttention, LoadOptions, Model, ModelFiles, Request, Stage,
-    Worker,
+    CaptionError, Error, Event, FlashAttention, JobImage, LoadOptions, Model, ModelFiles, Request,
+    Stage, Worker,
 };
 use smolvlm_engine as engine;
 use smolvlm_testkit::RealShape;
 
-use util::{greedy, median, ms, real_mmproj_type, real_shape, skip, ImageFile, PROMPT};
+use util::{
+    bench_threads as threads, env_count, greedy, median, ms, real_mmproj_type, real_shape, skip,
+    wanted, ImageFile, PROMPT,
+};
 
 /// Tokens generated per caption.
 const TOKENS: u32 = 16;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
-}
-
-fn wanted(table: &str) -> bool {
-    std::env::var("SMOLVLM_BENCH_TABLES")
-        .map_or(true, |list| list.split(',').any(|t| t.trim() == table))
-}
-
-fn threads() -> u32 {
-    std::env::var("SMOLVLM_BENCH_THREADS")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or_else(|| LoadOptions::default().threads())
-}
 
 fn secs(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
@@ -90,13 +73,22 @@ impl Moments {
     }
 }
 
+/// The photo with one pixel changed by `n`: another image to the session's
+/// cache, so every job encodes in full.
+fn variant(photo: &image::RgbImage, n: usize) -> JobImage {
+    let mut pixels = photo.clone();
+    pixels.get_pixel_mut(0, 0).0 = [(n % 256) as u8, (n / 256 % 256) as u8, 7];
+    JobImage::Rgb(pixels)
+}
+
 /// Table 1: cancel latency at random moments of a full-grid encode.
-fn cancel_latency(model: &Model, photo: &ImageFile, out: &mut String) {
+fn cancel_latency(model: &Model, out: &mut String) {
     let options = greedy(TOKENS);
     let worker = Worker::new(model, 1, 2).expect("worker");
+    let photo = util::camera(1600, 1200);
     // The encode time the moments are drawn from.
     let full = worker
-        .submit(Request::new(photo.path.clone(), PROMPT).with_options(options.clone()))
+        .submit(Request::new(variant(&photo, 0), PROMPT).with_options(options.clone()))
         .expect("submit");
     let caption = full.wait().expect("an uncancelled caption");
     let encode = caption.timings.encode;
@@ -104,9 +96,9 @@ fn cancel_latency(model: &Model, photo: &ImageFile, out: &mut String) {
     let mut moments = Moments(0x5EED);
     let (mut ours, mut before) = (Vec::new(), Vec::new());
     let mut stages = Vec::new();
-    for _ in 0..env_usize("SMOLVLM_BENCH_CANCELS", 20) {
+    for n in 1..=env_count("SMOLVLM_BENCH_CANCELS", 20) {
         let mut job = worker
-            .submit(Request::new(photo.path.clone(), PROMPT).with_options(options.clone()))
+            .submit(Request::new(variant(&photo, n), PROMPT).with_options(options.clone()))
             .expect("submit");
         // The encode begins with its first Encoding event.
         let began = loop {
@@ -185,7 +177,7 @@ fn observer_cost(files: &ModelFiles, threads: u32, out: &mut String) {
         .find(|c| c.kind() == engine::ChunkKind::Image)
         .expect("an image chunk");
     let (mut observed, mut plain) = (Vec::new(), Vec::new());
-    let samples = 3 * env_usize("SMOLVLM_BENCH_SAMPLES", 3);
+    let samples = 3 * env_count("SMOLVLM_BENCH_SAMPLES", 3);
     for _ in 0..samples {
         observed.push(
             vision
@@ -235,7 +227,7 @@ fn flash(files: &ModelFiles, threads: u32, photo: &ImageFile, out: &mut String) 
     let mut sessions = sessions;
     let mut encode: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
     let mut tokens = Vec::new();
-    for _ in 0..env_usize("SMOLVLM_BENCH_SAMPLES", 3) {
+    for _ in 0..env_count("SMOLVLM_BENCH_SAMPLES", 3) {
         for (k, session) in sessions.iter_mut().enumerate() {
             session.forget();
             let c = session
@@ -289,7 +281,7 @@ fn warmup(files: &ModelFiles, threads: u32, photo: &ImageFile, out: &mut String)
         second: Vec::new(),
     };
     let mut rows = [row(true), row(false)];
-    for _ in 0..env_usize("SMOLVLM_BENCH_SAMPLES", 3) {
+    for _ in 0..env_count("SMOLVLM_BENCH_SAMPLES", 3) {
         for WarmupRow {
             on,
             load: load_t,
@@ -363,7 +355,7 @@ fn bench(c: &mut Criterion) {
         let model =
             Model::load(&files, &LoadOptions::default().with_threads(threads)).expect("load");
         if wanted("cancel") {
-            cancel_latency(&model, &photo, &mut report);
+            cancel_latency(&model, &mut report);
         }
         if wanted("observer") {
             observer_cost(&files, threads, &mut report);

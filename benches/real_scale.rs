@@ -57,8 +57,8 @@ use smolvlm::{LoadOptions, Model, ModelFiles};
 use smolvlm_testkit::RealShape;
 
 use util::{
-    greedy, median, ms, ratio, real_mmproj_type, real_shape, skip, ImageFile, Samples, Stage,
-    PROMPT,
+    bench_threads as threads, env_count, greedy, median, ms, ratio, real_mmproj_type, real_shape,
+    skip, wanted, ImageFile, Samples, Stage, PROMPT,
 };
 
 /// Tokens generated per caption.
@@ -69,26 +69,8 @@ fn shapes() -> Vec<RealShape> {
     list.split(',').filter_map(real_shape).collect()
 }
 
-/// Whether `SMOLVLM_BENCH_TABLES` (comma-separated: per_image, stages,
-/// throughput, tiles, engine) asks for this table; all when unset.
-fn wanted(table: &str) -> bool {
-    std::env::var("SMOLVLM_BENCH_TABLES")
-        .map_or(true, |list| list.split(',').any(|t| t.trim() == table))
-}
-
-fn threads() -> u32 {
-    std::env::var("SMOLVLM_BENCH_THREADS")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or_else(|| LoadOptions::default().threads())
-}
-
 fn samples() -> usize {
-    std::env::var("SMOLVLM_BENCH_SAMPLES")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(3)
+    env_count("SMOLVLM_BENCH_SAMPLES", 3)
 }
 
 fn mtmd_cli() -> Option<PathBuf> {

@@ -27,6 +27,18 @@ fn at(progress: &EncodeProgress) -> (usize, usize) {
     (progress.encode, progress.layer)
 }
 
+fn assert_cancelled_in_the_encoder(err: &Error) {
+    assert!(
+        matches!(
+            err,
+            Error::Caption(CaptionError::Cancelled {
+                stage: Stage::Encode
+            })
+        ),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn every_encode_of_an_image_reports_each_layer_in_order() {
     let mut session = model().session().unwrap();
@@ -96,15 +108,7 @@ fn a_cancel_from_inside_an_encode_stops_at_that_layer() {
     let token = CancelToken::new();
     let options = greedy().with_cancel(token.clone());
     let (err, seen) = stop_inside_the_encode(&mut session, &img, &options, || token.cancel());
-    assert!(
-        matches!(
-            err,
-            Error::Caption(CaptionError::Cancelled {
-                stage: Stage::Encode
-            })
-        ),
-        "{err:?}"
-    );
+    assert_cancelled_in_the_encoder(&err);
     // The encode stopped where it was cancelled: not its last layer, and
     // no later encode began.
     assert_eq!(seen.last(), Some(&(STOP_ENCODE, STOP_LAYER)));
@@ -221,15 +225,7 @@ fn a_worker_job_reports_encoding_and_a_cancel_stops_its_encode() {
         }
     }
     let err = failed.expect("a failed event");
-    assert!(
-        matches!(
-            err,
-            Error::Caption(CaptionError::Cancelled {
-                stage: Stage::Encode
-            })
-        ),
-        "{err:?}"
-    );
+    assert_cancelled_in_the_encoder(&err);
     assert_eq!(seen.first(), Some(&(1, 0)));
     assert_eq!(seen.last(), Some(&(STOP_ENCODE, STOP_LAYER)), "{seen:?}");
 }

@@ -454,6 +454,7 @@ fn print_config_shows_the_engine_settings() {
         ("vision_threads", serde_json::json!(2)),
         ("ubatch_size", serde_json::json!(512)),
         ("flash_attn", serde_json::json!("auto")),
+        ("vision_flash_attn", serde_json::json!("auto")),
         ("kv_type", serde_json::json!("f16")),
         ("warmup", serde_json::json!(true)),
     ] {
@@ -484,6 +485,8 @@ fn print_config_shows_the_engine_settings() {
     }
     for (flag, value, key, shown) in [
         ("--flash-attn", "off", "flash_attn", "off"),
+        ("--vision-flash-attn", "off", "vision_flash_attn", "off"),
+        ("--vision-flash-attn", "on", "vision_flash_attn", "on"),
         ("--kv-type", "f32", "kv_type", "f32"),
         ("--kv-type", "bf16", "kv_type", "bf16"),
         ("--kv-type", "q4_0", "kv_type", "q4_0"),

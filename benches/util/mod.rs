@@ -52,10 +52,7 @@ impl BenchModel {
     /// The pair the environment names (see the module docs), or `None`, with
     /// a line on stderr, when it names one that is not on this machine.
     pub fn from_env() -> Option<Self> {
-        let threads = std::env::var("SMOLVLM_BENCH_THREADS")
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or_else(|| LoadOptions::default().threads());
+        let threads = bench_threads();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let (files, tiny) = match (var("SMOLVLM_BENCH_MODEL"), var("SMOLVLM_BENCH_MMPROJ")) {
             (None, None) => {
@@ -151,6 +148,30 @@ impl BenchModel {
             cpu_name()
         )
     }
+}
+
+/// Whether `SMOLVLM_BENCH_TABLES` (a comma-separated list of a bench's
+/// table names) asks for this table; all when unset.
+pub fn wanted(table: &str) -> bool {
+    std::env::var("SMOLVLM_BENCH_TABLES")
+        .map_or(true, |list| list.split(',').any(|t| t.trim() == table))
+}
+
+/// `SMOLVLM_BENCH_THREADS`, or all cores.
+pub fn bench_threads() -> u32 {
+    std::env::var("SMOLVLM_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| LoadOptions::default().threads())
+}
+
+/// A positive count from the environment variable `name`, or `default`.
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
 }
 
 /// Tells why a bench measures nothing.

@@ -89,6 +89,10 @@ pub struct ModelArgs {
     /// Flash attention in the text decoder.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = FlashAttn::Auto)]
     pub flash_attn: FlashAttn,
+    /// Flash attention in the vision encoder (auto: on for the CPU, as in
+    /// llama.cpp's tools).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = FlashAttn::Auto)]
+    pub vision_flash_attn: FlashAttn,
     /// Element type of the KV cache (q8_0 and q4_0 need flash attention).
     ///
     /// q8_0 halves each session's KV memory (94 -> 50 MB at 4096 tokens for
@@ -104,7 +108,9 @@ pub struct ModelArgs {
     /// Lock the text model's weights in memory.
     #[arg(long)]
     pub mlock: bool,
-    /// Skip the one-token warm-up of each new session.
+    /// Skip the warm-ups: the vision encoder's one encode at load, and each
+    /// new session's one token. Loads faster; the first caption is slower
+    /// by about as much.
     #[arg(long)]
     pub no_warmup: bool,
     /// Context size in tokens (prompt + image + caption).

@@ -164,6 +164,7 @@ fn load_options(args: &ModelArgs, sessions: u32) -> LoadOptions {
         .with_context_size(args.ctx_size)
         .with_ubatch_size(args.ubatch_size)
         .with_flash_attention(args.flash_attn.into())
+        .with_vision_flash_attention(args.vision_flash_attn.into())
         .with_kv_cache_type(args.kv_type.into())
         .with_mmap(!args.no_mmap)
         .with_mlock(args.mlock)

@@ -10,15 +10,18 @@ use crate::batch::Batch;
 use crate::error::EngineError;
 use crate::model::Model;
 
-/// Whether attention uses flash attention.
+/// Whether attention uses flash attention (in a context, or in a vision
+/// encoder). On the CPU, llama.cpp's `Auto` turns it on; it changes speed
+/// and memory, not results beyond rounding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum FlashAttention {
-    /// llama.cpp decides per device.
+    /// llama.cpp decides per device (the default).
     #[default]
     Auto,
     /// Always on.
     On,
-    /// Always off.
+    /// Always off. A quantized KV cache needs it on.
     Off,
 }
 

@@ -63,6 +63,7 @@
 
 mod backend;
 mod batch;
+mod callback;
 mod context;
 mod error;
 mod log;

@@ -1,13 +1,13 @@
 //! A loaded text model: weights, vocabulary and metadata.
 
 use std::ffi::{c_void, CStr, CString};
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use llama_cpp_sys_2 as sys;
 
+use crate::callback::Observer;
 use crate::error::EngineError;
 use crate::vocab::Vocab;
 
@@ -72,37 +72,16 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// The caller's progress callback during a load, with what became of it.
-struct ProgressFrame<'a> {
-    progress: &'a mut dyn FnMut(f32) -> bool,
-    stopped: bool,
-    panic: Option<Box<dyn std::any::Any + Send>>,
-}
-
-/// Calls the frame's callback; never unwinds into C.
+/// Tells the load's observer; never unwinds into C.
 ///
 /// # Safety
 ///
-/// `data` is the `ProgressFrame` its caller set up for the current native
+/// `data` is the `Observer<f32>` its caller set up for the current native
 /// call, on the thread making it, and nothing else accesses it meanwhile.
 pub(crate) unsafe extern "C" fn on_progress(progress: f32, data: *mut c_void) -> bool {
     // SAFETY: the caller's contract.
-    let frame = unsafe { &mut *data.cast::<ProgressFrame<'_>>() };
-    if frame.stopped {
-        return false;
-    }
-    match catch_unwind(AssertUnwindSafe(|| (frame.progress)(progress))) {
-        Ok(true) => true,
-        Ok(false) => {
-            frame.stopped = true;
-            false
-        }
-        Err(panic) => {
-            frame.stopped = true;
-            frame.panic = Some(panic);
-            false
-        }
-    }
+    let observer = unsafe { &mut *data.cast::<Observer<'_, f32>>() };
+    observer.ask(progress)
 }
 
 /// Runs a native load that reports progress through `on_progress` with the
@@ -112,16 +91,9 @@ pub(crate) fn with_progress<R>(
     progress: &mut dyn FnMut(f32) -> bool,
     load: impl FnOnce(*mut c_void) -> R,
 ) -> (R, bool) {
-    let mut frame = ProgressFrame {
-        progress,
-        stopped: false,
-        panic: None,
-    };
-    let result = load((&raw mut frame).cast());
-    if let Some(panic) = frame.panic.take() {
-        resume_unwind(panic);
-    }
-    (result, frame.stopped)
+    let mut observer = Observer::new(progress);
+    let result = load((&raw mut observer).cast());
+    (result, observer.finish())
 }
 
 /// A path as llama.cpp takes it: UTF-8, NUL-terminated.

@@ -4,13 +4,13 @@
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use llama_cpp_sys_2 as sys;
 
+use crate::callback::Observer;
 use crate::context::{decode_result, Context, FlashAttention};
 use crate::error::EngineError;
 use crate::model::{c_path, with_progress, Model};
@@ -111,13 +111,6 @@ struct EncodeHook {
     frame: Cell<*mut c_void>,
 }
 
-/// One encode's observer, with what became of it.
-struct EncodeFrame<'a> {
-    on_layer: &'a mut dyn FnMut(u32) -> bool,
-    stopped: bool,
-    panic: Option<Box<dyn std::any::Any + Send>>,
-}
-
 /// The encoder layer a graph node ends, from clip's node names
 /// (`layer_out-N`, clip.cpp's `build_vit`).
 fn layer_of(tensor: *const sys::ggml_tensor) -> Option<u32> {
@@ -134,7 +127,7 @@ fn layer_of(tensor: *const sys::ggml_tensor) -> Option<u32> {
 /// # Safety
 ///
 /// `data` is the `EncodeHook` of a live `Vision`; its frame, when set,
-/// points at an `EncodeFrame` on the stack of the encode in progress.
+/// points at an `Observer<u32>` on the stack of the encode in progress.
 unsafe extern "C" fn on_eval(tensor: *mut sys::ggml_tensor, ask: bool, data: *mut c_void) -> bool {
     // SAFETY: the caller's contract.
     let hook = unsafe { &*data.cast::<EncodeHook>() };
@@ -152,22 +145,8 @@ unsafe extern "C" fn on_eval(tensor: *mut sys::ggml_tensor, ask: bool, data: *mu
     }
     // SAFETY: set by `Vision::encode_observed` for the duration of the
     // encode, on this thread; nothing else touches it meanwhile.
-    let frame = unsafe { &mut *frame.cast::<EncodeFrame<'_>>() };
-    if frame.stopped {
-        return false;
-    }
-    match catch_unwind(AssertUnwindSafe(|| (frame.on_layer)(layer + 1))) {
-        Ok(true) => true,
-        Ok(false) => {
-            frame.stopped = true;
-            false
-        }
-        Err(panic) => {
-            frame.stopped = true;
-            frame.panic = Some(panic);
-            false
-        }
-    }
+    let observer = unsafe { &mut *frame.cast::<Observer<'_, u32>>() };
+    observer.ask(layer + 1)
 }
 
 /// What evaluating one image chunk cost.
@@ -470,11 +449,7 @@ impl Vision {
             last = layer;
             on_layer(layer)
         };
-        let mut frame = EncodeFrame {
-            on_layer: &mut counting,
-            stopped: false,
-            panic: None,
-        };
+        let mut observer = Observer::new(&mut counting);
         /// Unhooks the frame even if something unwinds.
         struct Unhook<'h>(&'h EncodeHook);
         impl Drop for Unhook<'_> {
@@ -483,18 +458,15 @@ impl Vision {
             }
         }
         let code = {
-            self.hook.frame.set((&raw mut frame).cast());
+            self.hook.frame.set((&raw mut observer).cast());
             let _unhook = Unhook(&self.hook);
             // SAFETY: a live context and an image chunk (checked above).
-            // The hook points at `frame`, alive until `_unhook` clears it
+            // The hook points at `observer`, alive until `_unhook` clears it
             // after this call; mtmd calls `on_eval` only during this call,
             // on this thread. mtmd catches its exceptions (returning 1).
             unsafe { sys::mtmd_encode_chunk(self.raw.as_ptr(), chunk.raw.as_ptr()) }
         };
-        let (stopped, panic) = (frame.stopped, frame.panic.take());
-        if let Some(panic) = panic {
-            resume_unwind(panic);
-        }
+        let stopped = observer.finish();
         // A stopped compute still returns success with unfinished output
         // (DESIGN.md): the flag decides, and nothing reads that output.
         if stopped {

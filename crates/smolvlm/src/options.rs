@@ -7,31 +7,10 @@ use smolvlm_engine as engine;
 
 use crate::error::{Error, Result};
 
-/// Whether the text decoder (or the vision encoder) uses flash attention.
-///
-/// On the CPU, llama.cpp's `Auto` turns it on; it changes speed and memory,
-/// not results beyond rounding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum FlashAttention {
-    /// llama.cpp decides per device (the default).
-    #[default]
-    Auto,
-    /// Always on.
-    On,
-    /// Always off. A quantized KV cache needs it on.
-    Off,
-}
-
-impl FlashAttention {
-    fn to_engine(self) -> engine::FlashAttention {
-        match self {
-            Self::Auto => engine::FlashAttention::Auto,
-            Self::On => engine::FlashAttention::On,
-            Self::Off => engine::FlashAttention::Off,
-        }
-    }
-}
+/// Whether the text decoder (or the vision encoder) uses flash attention:
+/// `Auto` (the default: llama.cpp decides per device, on for the CPU), `On`
+/// or `Off`. It changes speed and memory, not results beyond rounding.
+pub use smolvlm_engine::FlashAttention;
 
 /// The element type of the text decoder's KV cache.
 ///
@@ -364,7 +343,7 @@ impl LoadOptions {
             n_ubatch: self.ubatch_size(),
             threads: self.threads(),
             threads_batch: self.threads(),
-            flash_attention: self.flash_attention.to_engine(),
+            flash_attention: self.flash_attention,
             kv_type: (self.kv_cache_type != KvCacheType::F16)
                 .then(|| self.kv_cache_type.to_engine()),
         }
@@ -384,7 +363,7 @@ impl LoadOptions {
         engine::VisionParams {
             use_gpu: self.vision_gpu,
             threads: self.vision_threads(),
-            flash_attention: self.vision_flash_attention.to_engine(),
+            flash_attention: self.vision_flash_attention,
             warmup: self.warmup,
             image_max_tokens,
         }
