@@ -227,8 +227,11 @@ fn flash(files: &ModelFiles, threads: u32, photo: &ImageFile, out: &mut String) 
     let mut sessions = sessions;
     let mut encode: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
     let mut tokens = Vec::new();
-    for _ in 0..env_count("SMOLVLM_BENCH_SAMPLES", 3) {
-        for (k, session) in sessions.iter_mut().enumerate() {
+    for round in 0..env_count("SMOLVLM_BENCH_SAMPLES", 3) {
+        // Each round starts with another setting, so none always goes first.
+        for step in 0..sessions.len() {
+            let k = (round + step) % sessions.len();
+            let session = &mut sessions[k];
             session.forget();
             let c = session
                 .caption(photo.path.as_path(), PROMPT, &greedy(TOKENS))
@@ -239,7 +242,7 @@ fn flash(files: &ModelFiles, threads: u32, photo: &ImageFile, out: &mut String) 
     }
     let _ = writeln!(
         out,
-        "\nVision flash attention: a one-tile caption's encode (2 encodes), {threads} threads, warm (median of {})\n",
+        "\nVision flash attention: a one-tile caption's encode (2 encodes), {threads} threads, warm, in rotating order (median of {})\n",
         encode[0].len()
     );
     let _ = writeln!(out, "| vision flash attention | encode (ms) | vs auto |");
