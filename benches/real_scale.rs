@@ -189,13 +189,27 @@ fn per_image(files: &ModelFiles, threads: u32, out: &mut String) {
         // One session with all the threads, as llama-mtmd-cli runs (the
         // CLI's `auto` would run one session per core).
         let run_ours = run(smolvlm(files, threads)
-            .args(["--parallel", "1", "--max-tiles", "1", "--overwrite", "--output"])
+            .args([
+                "--parallel",
+                "1",
+                "--max-tiles",
+                "1",
+                "--overwrite",
+                "--output",
+            ])
             .arg(std::env::temp_dir().join("smolvlm-real-scale.jsonl"))
             .args(&paths));
         ours.push(run_ours.wall / 3);
         our_rss.push(run_ours.peak_rss_kb);
         let single = run(smolvlm(files, threads)
-            .args(["--parallel", "1", "--max-tiles", "1", "--overwrite", "--output"])
+            .args([
+                "--parallel",
+                "1",
+                "--max-tiles",
+                "1",
+                "--overwrite",
+                "--output",
+            ])
             .arg(std::env::temp_dir().join("smolvlm-real-scale-1.jsonl"))
             .arg(paths[0]));
         one.push(single.wall);
