@@ -179,7 +179,7 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`ImageError`] for unusable images, [`CaptionError`] for prompts that
+    /// [`ImageError`](crate::ImageError) for unusable images, [`CaptionError`] for prompts that
     /// do not fit, cancellation, deadlines and engine failures,
     /// [`Error::InvalidOption`] for bad options. The session stays usable.
     pub fn caption<'i>(
