@@ -204,3 +204,67 @@ fn several_images_in_one_prompt_are_each_encoded_once_in_order() {
     let text = session.ask(&none, "Say hi.", &greedy()).unwrap();
     assert_eq!((text.images, text.image_tokens, text.tiles), (0, 0, 0));
 }
+
+/// An image read again (the session no longer holds it) must be the image
+/// the conversation was about: a file overwritten in between is refused.
+#[test]
+fn a_follow_up_refuses_an_image_whose_file_changed_since_the_first_turn() {
+    let dir = crate::util::TempDir::new("conversation-changed");
+    let path = dir.0.join("photo.png");
+    smolvlm_testkit::images::write_png(&gradient(200, 150), &path).unwrap();
+    let mut chat = Conversation::new();
+    chat.user([path.clone()], "Describe this image.");
+    let mut session = model().session().unwrap();
+    session.reply(&mut chat, &greedy()).unwrap();
+    chat.user_text("What colour is it?");
+
+    // The same file, unchanged: a new session reads it again and answers.
+    let mut unchanged = chat.clone();
+    let again = model()
+        .session()
+        .unwrap()
+        .reply(&mut unchanged, &greedy())
+        .unwrap();
+    assert_eq!(again.images_encoded, 1);
+
+    // Overwritten with another picture: refused, the conversation kept.
+    smolvlm_testkit::images::write_png(&noise(200, 150, 6), &path).unwrap();
+    let turns = chat.len();
+    let err = model()
+        .session()
+        .unwrap()
+        .reply(&mut chat, &greedy())
+        .unwrap_err();
+    assert_eq!(err.kind(), "image_changed", "{err}");
+    assert!(err.to_string().contains("photo.png"), "{err}");
+    assert_eq!(chat.len(), turns);
+    // The session that still holds the image answers without reading it.
+    let held = session.reply(&mut chat, &greedy()).unwrap();
+    assert_eq!((held.images, held.images_encoded), (1, 0));
+}
+
+/// A worker answers a clone of the app's conversation; what it learns of the
+/// images (their keys) reaches the app's copy, so follow-ups neither read
+/// nor prepare the images again.
+#[test]
+fn a_workers_replies_teach_the_apps_conversation_its_images() {
+    let dir = crate::util::TempDir::new("conversation-worker");
+    let path = dir.0.join("photo.png");
+    smolvlm_testkit::images::write_png(&gradient(200, 150), &path).unwrap();
+    let worker = smolvlm::Worker::new(model(), 1, 4).unwrap();
+    let mut chat = Conversation::new();
+    chat.user([path.clone()], "Describe this image.");
+    let ask = |chat: &Conversation| {
+        worker
+            .submit(smolvlm::Request::reply(chat.clone()).with_options(greedy()))
+            .unwrap()
+            .wait()
+    };
+    let first = ask(&chat).unwrap();
+    chat.assistant(first.text.trim());
+    chat.user_text("What colour is it?");
+    // The file is gone: a follow-up that read it again would fail.
+    std::fs::remove_file(&path).unwrap();
+    let second = ask(&chat).unwrap();
+    assert_eq!((second.images, second.images_encoded), (1, 0));
+}

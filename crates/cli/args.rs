@@ -240,9 +240,12 @@ pub struct GenerationArgs {
     ///
     /// Each JSONL record then holds the parsed value under "json" (the
     /// caption field keeps the text; CSV and txt records hold the text). A
-    /// bad schema stops the run before any image is read (exit 2). Output
-    /// cut short by --max-tokens is an error record of kind incomplete_json:
-    /// give it room.
+    /// bad schema stops the run before any image is read (exit 2). The
+    /// value is checked against the schema (a keyword llama.cpp's grammar
+    /// cannot express gives an error record of kind schema_mismatch, never
+    /// an invalid value), and every token keeps the text valid UTF-8, so a
+    /// string's maxLength counts characters. Output cut short by
+    /// --max-tokens is an error record of kind incomplete_json: give it room.
     #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
     pub json_schema: Option<PathBuf>,
     /// Constrain each answer to the GBNF grammar in FILE (llama.cpp's

@@ -19,11 +19,21 @@
  *   smolvlm_string_free.
  * - No Rust panic crosses into C: it becomes an error of kind "panic".
  * - Threads: a model may be used by any number of threads at once. A session
- *   is used by one thread at a time (it may move between threads); open one
- *   per thread that captions at once. A cancel flag may be set from any
+ *   serves one call at a time (it may move between threads); open one per
+ *   thread that captions at once. A call on a busy session (from another
+ *   thread, or from a callback of its own call) fails at once with kind
+ *   "session_busy". Options may be set from any thread at any time: a
+ *   caption copies them when it starts. A cancel flag may be set from any
  *   thread. A session keeps its model alive, so smolvlm_model_free may come
- *   before smolvlm_session_free. Text callbacks run on the captioning thread,
- *   before the caption call returns.
+ *   before smolvlm_session_free.
+ * - Callbacks (text pieces, progress) run on the captioning thread, before
+ *   the caption call returns. They may set cancel flags and use other
+ *   sessions, not their own. They must return normally: unwinding (a C++
+ *   exception) or longjmp out of a callback, or ending the thread in one,
+ *   skips the library's frames and is undefined behaviour.
+ * - Generated text holds no NUL byte: a NUL the model produces is dropped
+ *   from the returned string and from the streamed pieces alike, so the
+ *   pieces always add up to the returned text.
  * - The library prints nothing, installs no signal handlers and changes no
  *   environment variables.
  */
@@ -48,10 +58,12 @@ typedef struct smolvlm_error smolvlm_error;
 typedef struct smolvlm_model smolvlm_model;
 
 // Generation options for the `_with` caption calls: an opaque builder.
+// Setters and captions may run on any threads at once: a caption copies
+// the options when it starts.
 typedef struct smolvlm_options smolvlm_options;
 
-// A captioning session: its own KV cache and vision encoder. One thread at
-// a time.
+// A captioning session: its own KV cache and vision encoder. One call at a
+// time: a call on a busy session fails with kind `session_busy`.
 typedef struct smolvlm_session smolvlm_session;
 
 // Where the vision encoder is in a caption, told to a progress callback:

@@ -15,9 +15,19 @@
 //!   `smolvlm_error_free`. On success it stores `NULL` there.
 //! - No panic crosses the boundary: one becomes an error of kind `panic`.
 //! - Threads: a model may be shared by any number of threads; a session is
-//!   used by one thread at a time (it may move between threads); a cancel
-//!   flag may be set from any thread. A session keeps its model alive:
-//!   `smolvlm_model_free` may come before `smolvlm_session_free`.
+//!   used by one call at a time (it may move between threads): a second
+//!   call on a session that is busy, from another thread or from one of its
+//!   own callbacks, fails at once with kind `session_busy`. Options may be
+//!   changed from any thread at any time: a caption copies them when it
+//!   starts. A cancel flag may be set from any thread. A session keeps its
+//!   model alive: `smolvlm_model_free` may come before `smolvlm_session_free`.
+//! - Callbacks (`on_text`, progress) run on the thread of the call that was
+//!   given them, before it returns. They may set cancel flags and call into
+//!   other sessions, but not into their own (it is busy). They must return
+//!   normally: a C++ exception, a `longjmp` or a thread exit out of a
+//!   callback skips the library's frames and is undefined behaviour.
+//! - Text is UTF-8 without NUL bytes: a NUL the model generates is dropped,
+//!   from the returned string and the streamed pieces alike.
 #![deny(missing_docs)]
 // The C names are the ABI: `smolvlm_model`, not `SmolvlmModel`.
 #![allow(non_camel_case_types)]
@@ -25,6 +35,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use smolvlm::{
@@ -40,17 +51,27 @@ pub struct smolvlm_model {
     model: Model,
 }
 
-/// A captioning session: its own KV cache and vision encoder. One thread at
-/// a time.
+/// A captioning session: its own KV cache and vision encoder. One call at a
+/// time: a call on a busy session fails with kind `session_busy`.
 #[derive(Debug)]
 pub struct smolvlm_session {
-    session: Session,
+    /// Locked for the whole of a call, with `try_lock`: a second call (a
+    /// callback's, or another thread's) is refused, never a second `&mut`.
+    session: Mutex<Session>,
 }
 
 /// Generation options for the `_with` caption calls: an opaque builder.
+/// Setters and captions may run on any threads at once: a caption copies
+/// the options when it starts.
 #[derive(Debug)]
 pub struct smolvlm_options {
-    options: GenerationOptions,
+    inner: Mutex<Options>,
+}
+
+/// What an options handle holds.
+#[derive(Debug, Clone, Default)]
+struct Options {
+    generation: GenerationOptions,
     progress: Progress,
 }
 
@@ -149,6 +170,17 @@ fn c_string(text: &str) -> CString {
     CString::new(text.replace('\0', "")).unwrap_or_default()
 }
 
+/// A streamed piece as `on_text` gets it: its bytes without NULs (as
+/// [`c_string`] drops them from the returned text, so the pieces add up to
+/// it), then a NUL. Returns the length before that NUL.
+fn c_piece(piece: &str, buffer: &mut Vec<u8>) -> usize {
+    buffer.clear();
+    buffer.extend(piece.bytes().filter(|&b| b != 0));
+    let len = buffer.len();
+    buffer.push(0);
+    len
+}
+
 /// Runs `body`, turning an error or a panic into `fail` plus an error stored
 /// in `*err`, and storing `NULL` there on success.
 ///
@@ -220,16 +252,6 @@ unsafe fn text_or<'a>(
 unsafe fn handle<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, smolvlm_error> {
     // SAFETY: the caller guarantees a live handle or NULL.
     unsafe { ptr.as_ref() }.ok_or_else(|| smolvlm_error::invalid(&format!("{name} is NULL")))
-}
-
-/// A handle argument as a mutable reference.
-///
-/// # Safety
-///
-/// `ptr` is `NULL` or a live handle of this type that no other thread uses.
-unsafe fn handle_mut<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, smolvlm_error> {
-    // SAFETY: the caller guarantees a live, unshared handle or NULL.
-    unsafe { ptr.as_mut() }.ok_or_else(|| smolvlm_error::invalid(&format!("{name} is NULL")))
 }
 
 fn into_raw<T>(value: T) -> *mut T {
@@ -346,7 +368,9 @@ pub unsafe extern "C" fn smolvlm_session_new(
         guard(err, std::ptr::null_mut(), || {
             let model = handle(model, "model")?;
             let session = model.model.session()?;
-            Ok(into_raw(smolvlm_session { session }))
+            Ok(into_raw(smolvlm_session {
+                session: Mutex::new(session),
+            }))
         })
     }
 }
@@ -367,8 +391,7 @@ pub unsafe extern "C" fn smolvlm_session_free(s: *mut smolvlm_session) {
 #[no_mangle]
 pub extern "C" fn smolvlm_options_new() -> *mut smolvlm_options {
     into_raw(smolvlm_options {
-        options: GenerationOptions::default(),
-        progress: Progress::default(),
+        inner: Mutex::new(Options::default()),
     })
 }
 
@@ -388,16 +411,34 @@ pub unsafe extern "C" fn smolvlm_options_free(o: *mut smolvlm_options) {
 ///
 /// # Safety
 ///
-/// `o` is `NULL` or a live options handle used by no other thread.
-unsafe fn set(
+/// `o` is `NULL` or a live options handle (used by any threads: the change
+/// is made under the handle's lock).
+unsafe fn set(o: *mut smolvlm_options, change: impl FnOnce(&mut Options)) {
+    // SAFETY: as this function's contract; only a shared reference is made.
+    if let Some(o) = unsafe { o.cast_const().as_ref() } {
+        let _ = catch_unwind(AssertUnwindSafe(|| change(&mut lock(&o.inner))));
+    }
+}
+
+/// A lock that a panic elsewhere did not leave unusable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Applies `change` to the generation options behind `o`, if any.
+///
+/// # Safety
+///
+/// As [`set`].
+unsafe fn set_generation(
     o: *mut smolvlm_options,
     change: impl FnOnce(GenerationOptions) -> GenerationOptions,
 ) {
     // SAFETY: as this function's contract.
-    if let Some(o) = unsafe { o.as_mut() } {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            o.options = change(o.options.clone());
-        }));
+    unsafe {
+        set(o, |opts| {
+            opts.generation = change(opts.generation.clone());
+        });
     }
 }
 
@@ -409,7 +450,7 @@ unsafe fn set(
 #[no_mangle]
 pub unsafe extern "C" fn smolvlm_options_set_max_tokens(o: *mut smolvlm_options, max_tokens: u32) {
     // SAFETY: as this function's contract.
-    unsafe { set(o, |opts| opts.with_max_tokens(max_tokens)) }
+    unsafe { set_generation(o, |opts| opts.with_max_tokens(max_tokens)) }
 }
 
 /// Sampling temperature; 0 (the default) is greedy and deterministic.
@@ -423,7 +464,7 @@ pub unsafe extern "C" fn smolvlm_options_set_temperature(
     temperature: f32,
 ) {
     // SAFETY: as this function's contract.
-    unsafe { set(o, |opts| opts.with_temperature(temperature)) }
+    unsafe { set_generation(o, |opts| opts.with_temperature(temperature)) }
 }
 
 /// The sampling seed: the same seed and inputs give the same text.
@@ -434,7 +475,7 @@ pub unsafe extern "C" fn smolvlm_options_set_temperature(
 #[no_mangle]
 pub unsafe extern "C" fn smolvlm_options_set_seed(o: *mut smolvlm_options, seed: u32) {
     // SAFETY: as this function's contract.
-    unsafe { set(o, |opts| opts.with_seed(seed)) }
+    unsafe { set_generation(o, |opts| opts.with_seed(seed)) }
 }
 
 /// A deadline per caption, in milliseconds from the call's start; the
@@ -447,7 +488,7 @@ pub unsafe extern "C" fn smolvlm_options_set_seed(o: *mut smolvlm_options, seed:
 pub unsafe extern "C" fn smolvlm_options_set_timeout_ms(o: *mut smolvlm_options, timeout_ms: u64) {
     // SAFETY: as this function's contract.
     unsafe {
-        set(o, |opts| {
+        set_generation(o, |opts| {
             opts.with_deadline(Duration::from_millis(timeout_ms))
         })
     }
@@ -469,7 +510,7 @@ pub unsafe extern "C" fn smolvlm_options_set_cancel(
     if let Some(cancel) = unsafe { cancel.as_ref() } {
         let token = cancel.token.clone();
         // SAFETY: as this function's contract.
-        unsafe { set(o, |opts| opts.with_cancel(token)) }
+        unsafe { set_generation(o, |opts| opts.with_cancel(token)) }
     }
 }
 
@@ -488,11 +529,13 @@ pub unsafe extern "C" fn smolvlm_options_set_progress(
     user: *mut c_void,
 ) {
     // SAFETY: as this function's contract.
-    if let Some(o) = unsafe { o.as_mut() } {
-        o.progress = Progress {
-            call: on_progress,
-            user,
-        };
+    unsafe {
+        set(o, |opts| {
+            opts.progress = Progress {
+                call: on_progress,
+                user,
+            };
+        });
     }
 }
 
@@ -564,8 +607,19 @@ unsafe fn caption(
     on_text: smolvlm_text_fn,
     user: *mut c_void,
 ) -> Result<*mut c_char, smolvlm_error> {
-    // SAFETY: as this function's contract.
-    let session = unsafe { handle_mut(s, "session") }?;
+    // SAFETY: as this function's contract; only a shared reference is made.
+    let handle = unsafe { handle(s.cast_const(), "session") }?;
+    let mut session = match handle.session.try_lock() {
+        Ok(session) => session,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            return Err(smolvlm_error::new(
+                "session_busy",
+                "the session is busy with another call (from another thread, or from a callback of its own call)",
+                true,
+            ))
+        }
+    };
     // SAFETY: as this function's contract.
     let prompt = unsafe { text_or(prompt, "prompt", DEFAULT_PROMPT) }?;
     let image = image()?;
@@ -575,39 +629,36 @@ unsafe fn caption(
         Image::Rgb(rgb) => ImageInput::Rgb(rgb),
     };
     let mut buffer = Vec::new();
-    let caption =
-        session
-            .session
-            .caption_observed(input, prompt, options, |event| match event {
-                smolvlm::Progress::Text(piece) => {
-                    if let Some(on_text) = on_text {
-                        buffer.clear();
-                        buffer.extend_from_slice(piece.as_bytes());
-                        buffer.push(0);
-                        // SAFETY: the caller vouches for the callback and its
-                        // `user`; `buffer` holds the piece and a NUL, alive for
-                        // the call.
-                        unsafe { on_text(buffer.as_ptr().cast(), piece.len(), user) };
-                    }
+    let caption = session.caption_observed(input, prompt, options, |event| match event {
+        smolvlm::Progress::Text(piece) => {
+            if let Some(on_text) = on_text {
+                let len = c_piece(piece, &mut buffer);
+                if len > 0 {
+                    // SAFETY: the caller vouches for the callback and its
+                    // `user`; `buffer` holds `len` bytes and a NUL, alive
+                    // for the call.
+                    unsafe { on_text(buffer.as_ptr().cast(), len, user) };
                 }
-                smolvlm::Progress::Encoding(at) => {
-                    if let Some(on_progress) = progress.call {
-                        let report = smolvlm_progress {
-                            image: at.image,
-                            images: at.images,
-                            encode: at.encode,
-                            encodes: at.encodes,
-                            layer: at.layer,
-                            layers: at.layers,
-                            fraction: at.image_fraction(),
-                        };
-                        // SAFETY: the caller vouches for the callback and its
-                        // user pointer; `report` is alive for the call.
-                        unsafe { on_progress(&raw const report, progress.user) };
-                    }
-                }
-                _ => {}
-            })?;
+            }
+        }
+        smolvlm::Progress::Encoding(at) => {
+            if let Some(on_progress) = progress.call {
+                let report = smolvlm_progress {
+                    image: at.image,
+                    images: at.images,
+                    encode: at.encode,
+                    encodes: at.encodes,
+                    layer: at.layer,
+                    layers: at.layers,
+                    fraction: at.image_fraction(),
+                };
+                // SAFETY: the caller vouches for the callback and its user
+                // pointer; `report` is alive for the call.
+                unsafe { on_progress(&raw const report, progress.user) };
+            }
+        }
+        _ => {}
+    })?;
     Ok(c_string(&caption.text).into_raw())
 }
 
@@ -630,20 +681,25 @@ unsafe fn caption_with(
     // SAFETY: as this function's contract.
     unsafe {
         guard(err, std::ptr::null_mut(), || {
-            let (options, progress) = options_or_default(options);
-            caption(s, image, prompt, &options, progress, on_text, user)
+            let Options {
+                generation,
+                progress,
+            } = options_or_default(options);
+            caption(s, image, prompt, &generation, progress, on_text, user)
         })
     }
 }
 
-/// Options and progress callback from a handle, or the defaults for `NULL`.
+/// A copy of the options behind a handle, taken under its lock, or the
+/// defaults for `NULL`: a caption reads its copy, whatever other threads
+/// set meanwhile.
 ///
 /// # Safety
 ///
 /// `o` is `NULL` or a live options handle.
-unsafe fn options_or_default(o: *const smolvlm_options) -> (GenerationOptions, Progress) {
+unsafe fn options_or_default(o: *const smolvlm_options) -> Options {
     // SAFETY: as this function's contract.
-    unsafe { o.as_ref() }.map_or_else(Default::default, |o| (o.options.clone(), o.progress))
+    unsafe { o.as_ref() }.map_or_else(Options::default, |o| lock(&o.inner).clone())
 }
 
 /// Captions an image file; returns the text, to be freed with
@@ -866,4 +922,57 @@ pub unsafe extern "C" fn smolvlm_error_is_transient(err: *const smolvlm_error) -
 pub unsafe extern "C" fn smolvlm_error_free(err: *mut smolvlm_error) {
     // SAFETY: as this function's contract.
     unsafe { free(err) }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn returned_and_streamed_text_agree_on_nul_bytes() {
+        let text = "a\0b\0";
+        let returned = c_string(text);
+        let mut buffer = Vec::new();
+        let len = c_piece(text, &mut buffer);
+        assert_eq!(returned.as_bytes(), b"ab");
+        assert_eq!((len, buffer.as_slice()), (2, b"ab\0".as_slice()));
+        // A piece of NULs only is nothing to stream.
+        assert_eq!(c_piece("\0", &mut buffer), 0);
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error_of_kind_panic_and_never_crosses_into_c() {
+        let mut err: *mut smolvlm_error = std::ptr::null_mut();
+        // SAFETY: `err` is a valid place for one pointer.
+        let value = unsafe {
+            guard(&raw mut err, -1, || -> Result<i32, smolvlm_error> {
+                panic!("a bug in the library")
+            })
+        };
+        assert_eq!(value, -1);
+        assert!(!err.is_null());
+        // SAFETY: a live error from `guard`, freed once below.
+        let (kind, message) = unsafe {
+            (
+                CStr::from_ptr(smolvlm_error_kind(err))
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+                CStr::from_ptr(smolvlm_error_message(err))
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        };
+        assert_eq!(kind, "panic");
+        assert!(message.contains("a bug in the library"), "{message}");
+        // SAFETY: as above.
+        unsafe { smolvlm_error_free(err) };
+        // A success stores NULL.
+        // SAFETY: as above.
+        let ok = unsafe { guard(&raw mut err, -1, || Ok(7)) };
+        assert_eq!((ok, err.is_null()), (7, true));
+    }
 }

@@ -211,6 +211,10 @@ fn check(lines: &HashMap<String, (String, String)>, expected: &Expected) {
         "1",
         "the cancel from the other thread must stop generation at the next token"
     );
+    // A callback that calls into its own session gets `session_busy`
+    // (never a second `&mut` of the session), and its caption finishes.
+    assert_eq!(ok("reentered"), "session_busy");
+    assert_eq!(ok("reentered-outer"), expected.file);
     assert_eq!(error("bad").0, "image_decode");
     let (kind, transient, message) = error("missing");
     assert_eq!((kind.as_str(), transient), ("image_read", true));

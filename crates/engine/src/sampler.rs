@@ -175,19 +175,41 @@ impl Sampler {
     /// [`EngineError::Sample`] when the last decode left no logits, the
     /// chain selected nothing, or a grammar refused the token.
     pub fn sample(&mut self, ctx: &mut Context) -> Result<Token, EngineError> {
+        self.sample_among(ctx, None)
+    }
+
+    /// Like [`sample`](Self::sample), among the tokens `allowed` accepts
+    /// only: the others are masked out before the chain sees them.
+    ///
+    /// # Errors
+    ///
+    /// As [`sample`](Self::sample), and [`EngineError::Sample`] when no
+    /// allowed token is left to pick.
+    pub fn sample_where(
+        &mut self,
+        ctx: &mut Context,
+        allowed: &dyn Fn(Token) -> bool,
+    ) -> Result<Token, EngineError> {
+        self.sample_among(ctx, Some(allowed))
+    }
+
+    fn sample_among(
+        &mut self,
+        ctx: &mut Context,
+        allowed: Option<&dyn Fn(Token) -> bool>,
+    ) -> Result<Token, EngineError> {
         let logits = ctx.last_logits()?;
         self.candidates.clear();
         self.candidates
-            .extend(
-                logits
-                    .iter()
-                    .enumerate()
-                    .map(|(id, &logit)| sys::llama_token_data {
-                        id: i32::try_from(id).unwrap_or(i32::MAX),
-                        logit,
-                        p: 0.0,
-                    }),
-            );
+            .extend(logits.iter().enumerate().map(|(id, &logit)| {
+                let id = i32::try_from(id).unwrap_or(i32::MAX);
+                let masked = allowed.is_some_and(|allowed| !allowed(Token(id)));
+                sys::llama_token_data {
+                    id,
+                    logit: if masked { f32::NEG_INFINITY } else { logit },
+                    p: 0.0,
+                }
+            }));
         let mut array = sys::llama_token_data_array {
             data: self.candidates.as_mut_ptr(),
             size: self.candidates.len(),
@@ -204,6 +226,9 @@ impl Sampler {
         // SAFETY: `selected < size <= candidates.len()`: within our buffer
         // (the samplers work in place; `data` still points into it).
         let token = unsafe { (*array.data.add(selected)).id };
+        if allowed.is_some_and(|allowed| !allowed(Token(token))) {
+            return Err(EngineError::Sample("no allowed token was left to pick"));
+        }
         // SAFETY: a live chain; the shim catches the exception a grammar
         // throws for a token it cannot accept.
         let status = unsafe { sys::llama_rs_sampler_accept(self.raw.as_ptr(), token) };

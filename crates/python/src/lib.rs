@@ -111,16 +111,44 @@ impl Image {
     /// Packed RGB pixels, `height` rows of `width`.
     #[staticmethod]
     fn rgb(width: u32, height: u32, pixels: Vec<u8>) -> PyResult<Self> {
-        let rgb = image::RgbImage::from_raw(width, height, pixels).ok_or_else(|| {
-            ImageError::new_err(format!(
-                "{width}x{height} RGB pixels need {} bytes",
-                u64::from(width) * u64::from(height) * 3
-            ))
-        })?;
+        let rgb = packed(width, height, 3, pixels, image::RgbImage::from_raw)?;
         Ok(Self {
             inner: JobImage::Rgb(rgb),
         })
     }
+
+    /// Packed RGBA pixels, `height` rows of `width`: the alpha is composited
+    /// onto the image options' background (white by default), as for an
+    /// image file with alpha.
+    #[staticmethod]
+    fn rgba(width: u32, height: u32, pixels: Vec<u8>) -> PyResult<Self> {
+        let rgba = packed(width, height, 4, pixels, image::RgbaImage::from_raw)?;
+        Ok(Self {
+            inner: JobImage::Dynamic(image::DynamicImage::ImageRgba8(rgba)),
+        })
+    }
+}
+
+/// Pixels of `channels` bytes each, or the library's typed error (an
+/// `ImageError` with `kind` "image_buffer_size").
+fn packed<T>(
+    width: u32,
+    height: u32,
+    channels: usize,
+    pixels: Vec<u8>,
+    from_raw: impl FnOnce(u32, u32, Vec<u8>) -> Option<T>,
+) -> PyResult<T> {
+    let actual = pixels.len();
+    from_raw(width, height, pixels).ok_or_else(|| {
+        to_py(&Error::from(smolvlm::ImageError::BufferSize {
+            width,
+            height,
+            expected: (width as usize)
+                .saturating_mul(height as usize)
+                .saturating_mul(channels),
+            actual,
+        }))
+    })
 }
 
 impl Image {
@@ -287,11 +315,15 @@ fn generation(
         options = options.with_max_tokens(n);
     }
     if let Some(seconds) = timeout {
-        let deadline = Duration::try_from_secs_f64(seconds).map_err(|_| {
-            SmolVLMError::new_err(format!(
-                "timeout must be a positive number of seconds, got {seconds}"
-            ))
-        })?;
+        let deadline = Duration::try_from_secs_f64(seconds)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                to_py(&Error::InvalidOption {
+                    name: "timeout",
+                    message: format!("must be a positive number of seconds, got {seconds}"),
+                })
+            })?;
         options = options.with_deadline(deadline);
     }
     Ok(options)
@@ -480,7 +512,7 @@ impl Model {
                 });
                 let _ = tx.send(Item::Done(Box::new(result)));
             })
-            .map_err(|e| SmolVLMError::new_err(format!("cannot start a thread: {e}")))?;
+            .map_err(|e| to_py(&Error::Internal(format!("cannot start a thread: {e}"))))?;
         Ok(Stream {
             rx: Mutex::new(rx),
             cancel,
@@ -721,20 +753,30 @@ impl Chat {
         .map_err(|e| to_py(&e))
     }
 
-    /// Starts over (the system message stays).
-    fn reset(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.conversation.clear();
-        if let Some(system) = state.system.clone() {
-            state.conversation.system(system);
-        }
-        if let Some(session) = state.session.as_mut() {
-            session.forget();
-        }
+    /// Starts over (the system message stays). Waits for a reply in
+    /// progress on another thread, with the GIL released.
+    fn reset(&self, py: Python<'_>) {
+        py.detach(|| {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.conversation.clear();
+            if let Some(system) = state.system.clone() {
+                state.conversation.system(system);
+            }
+            if let Some(session) = state.session.as_mut() {
+                session.forget();
+            }
+        });
     }
 
-    /// The turns so far: (role, text, number of images).
-    fn history(&self) -> Vec<(String, String, usize)> {
+    /// The turns so far: (role, text, number of images). Waits for a reply
+    /// in progress on another thread, with the GIL released.
+    fn history(&self, py: Python<'_>) -> Vec<(String, String, usize)> {
+        py.detach(|| self.history_now())
+    }
+}
+
+impl Chat {
+    fn history_now(&self) -> Vec<(String, String, usize)> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state
             .conversation

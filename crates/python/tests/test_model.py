@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import threading
+import time
 
 import numpy
 import pytest
@@ -111,12 +112,14 @@ def test_info_describes_the_pair(model, tiny_files):
 
 def test_threads_caption_in_parallel_with_the_gil_released(model, picture):
     expected = model.caption(picture, max_tokens=MAX).text
-    results, errors = [], []
+    results, errors, spans = [], [], []
 
     def work():
         try:
             for _ in range(5):
+                started = time.perf_counter()
                 results.append(model.caption(picture, max_tokens=MAX).text)
+                spans.append((started, time.perf_counter()))
         except Exception as e:  # surfaced below
             errors.append(e)
 
@@ -127,6 +130,11 @@ def test_threads_caption_in_parallel_with_the_gil_released(model, picture):
         t.join()
     assert not errors
     assert results == [expected] * 20
+    # With the GIL held for a whole caption, no caption could begin while
+    # another ran: the spans would never overlap.
+    spans.sort()
+    overlaps = sum(1 for a, b in zip(spans, spans[1:]) if b[0] < a[1])
+    assert overlaps >= 1, "captions on 4 threads never overlapped"
 
 
 def test_a_caption_equals_the_cli_record(model, tiny_files, png_bytes, tmp_path):
@@ -157,9 +165,12 @@ def test_ask_takes_several_images_in_order(model, picture, png_bytes):
     assert both.image_tokens == 2 * one.image_tokens
     none = model.ask([], "Say hi.", max_tokens=MAX)
     assert (none.images, none.image_tokens) == (0, 0)
-    # A typed media marker is text, not a second image.
+    # A typed media marker is text, not a second image: one image's tokens,
+    # and the marker's characters as prompt tokens of their own.
     typed = model.ask([picture], "What is <__media__>?", max_tokens=MAX)
-    assert typed.images == 1
+    plain = model.ask([picture], "What is ?", max_tokens=MAX)
+    assert typed.image_tokens == one.image_tokens
+    assert typed.prompt_tokens > plain.prompt_tokens
 
 
 def test_a_chat_answers_follow_ups_without_encoding_again(model, picture, tmp_path):
@@ -179,3 +190,85 @@ def test_a_chat_answers_follow_ups_without_encoding_again(model, picture, tmp_pa
     again = chat.send("Describe this image.", images=[picture], max_tokens=MAX)
     assert again.tokens == first.tokens
     assert again.images_encoded == 1
+
+
+def test_errors_raised_before_the_engine_carry_their_kind_too(model, picture):
+    with pytest.raises(smolvlm.SmolVLMError) as info:
+        model.caption(picture, timeout=-1.0)
+    assert info.value.kind == "invalid_option" and info.value.transient is False
+    with pytest.raises(smolvlm.SmolVLMError) as info:
+        model.caption(picture, timeout=0.0)
+    assert info.value.kind == "invalid_option"
+    with pytest.raises(smolvlm.ImageError) as info:
+        smolvlm._native.Image.rgb(2, 2, b"123")
+    assert info.value.kind == "image_buffer_size"
+    with pytest.raises(smolvlm.ImageError) as info:
+        smolvlm._native.Image.rgba(2, 2, bytes(12))
+    assert info.value.kind == "image_buffer_size"
+    with pytest.raises(smolvlm.ImageError) as info:
+        model.caption(numpy.zeros((8, 8), numpy.uint8))
+    assert info.value.kind == "image_buffer_size"
+
+
+def test_a_pil_image_with_alpha_captions_as_its_file_does(model, tmp_path):
+    from PIL import Image
+
+    rgba = Image.new("RGBA", (96, 64))
+    pixels = rgba.load()
+    for y in range(64):
+        for x in range(96):
+            pixels[x, y] = (x * 2, 250 - y * 3, 40 + x, (x * 255) // 95)
+    path = tmp_path / "alpha.png"
+    rgba.save(path)
+    by_file = model.caption(str(path), max_tokens=MAX)
+    # Composited on white, as the file is; not with the alpha dropped.
+    assert model.caption(rgba, max_tokens=MAX).text == by_file.text
+    white = Image.new("RGB", rgba.size, (255, 255, 255))
+    white.paste(rgba, mask=rgba.getchannel("A"))
+    assert model.caption(white, max_tokens=MAX).text == by_file.text
+    assert model.caption(rgba.convert("RGB"), max_tokens=MAX).text != by_file.text
+    # A palette image with a transparent colour, likewise.
+    palette = rgba.convert("RGB").convert("P")
+    palette.info["transparency"] = 0
+    palette_path = tmp_path / "palette.png"
+    palette.save(palette_path, transparency=0)
+    assert (
+        model.caption(palette, max_tokens=MAX).text
+        == model.caption(str(palette_path), max_tokens=MAX).text
+    )
+
+
+def test_a_chat_waits_for_its_reply_without_holding_the_gil(model, picture):
+    chat = model.chat()
+    chat.send("Describe this image.", images=[picture], max_tokens=4)
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    ended = []
+
+    def reply():
+        chat.send("Say more.", max_tokens=600, stop=[])
+        ended.append(time.perf_counter())
+
+    ticking = threading.Thread(target=ticker)
+    replying = threading.Thread(target=reply)
+    ticking.start()
+    replying.start()
+    time.sleep(0.02)
+    asked = time.perf_counter()
+    history = chat.history
+    answered = time.perf_counter()
+    replying.join()
+    stop.set()
+    ticking.join()
+    assert ended and asked < ended[0], "the reply ended before history was asked"
+    # It waited for the reply (the reply is in it) ...
+    assert len(history) == 4, history
+    # ... and other Python threads ran while it waited.
+    during = [t for t in ticks if asked < t < answered]
+    assert len(during) >= 3, f"{len(during)} ticks in {answered - asked:.3f} s"

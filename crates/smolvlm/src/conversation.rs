@@ -2,6 +2,8 @@
 //! after another by a [`Session`](crate::Session) that keeps them in its KV
 //! cache.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use crate::error::CaptionError;
 use crate::image::{ImageOptions, VisionParams};
 use crate::prompt::{render_messages, RenderMessage, RenderPart, Segment};
@@ -118,15 +120,26 @@ impl Message {
 /// is not trusted.
 pub(crate) type Shaping = (ImageOptions, VisionParams);
 
+/// What is known of one image of a conversation: the key of its prepared
+/// pixels, under the shaping it was computed with. Shared by the
+/// conversation's clones, so a key learned through one (a worker's copy)
+/// serves them all.
+type KeySlot = Arc<Mutex<Option<(Shaping, ImageKey)>>>;
+
 /// A multi-turn exchange about any number of images, rendered with the
 /// model's chat template as the reference SmolVLM processor renders it.
 ///
 /// [`Session::reply`](crate::Session::reply) answers its last user turn and
 /// appends the answer. The session keeps the exchange in its KV cache, so a
 /// follow-up evaluates only its own turn: the images are not encoded again.
-/// The conversation keeps, for each image, a hash of its prepared pixels, so
-/// a follow-up does not read or prepare the images again either; an image is
-/// what it was when first read, even if its file changes later.
+/// The conversation keeps, for each image, a SHA-256 of its prepared pixels,
+/// so a follow-up does not read or prepare the images again either; its
+/// clones share what it learns (a clone sent to a [`Worker`](crate::Worker)
+/// teaches the app's copy). An image is what it was when first read: when a
+/// session no longer holds it and must read it again, the pixels are checked
+/// against that hash, and an image whose file changed since is refused with
+/// [`ImageError::Changed`](crate::ImageError::Changed) rather than answered
+/// about as if it were the same.
 ///
 /// ```no_run
 /// # let model: smolvlm::Model = unimplemented!();
@@ -144,7 +157,7 @@ pub struct Conversation {
     messages: Vec<Message>,
     /// For each image, in order: its key, and the shaping it was computed
     /// under.
-    keys: Vec<Option<(Shaping, ImageKey)>>,
+    keys: Vec<KeySlot>,
 }
 
 impl Conversation {
@@ -156,7 +169,7 @@ impl Conversation {
     /// Appends a turn.
     pub fn push(&mut self, message: Message) -> &mut Self {
         self.keys
-            .extend(std::iter::repeat_n(None, message.images()));
+            .extend((0..message.images()).map(|_| KeySlot::default()));
         self.messages.push(message);
         self
     }
@@ -264,9 +277,11 @@ impl Conversation {
                 Part::Text(_) => None,
             })
             .zip(&self.keys)
-            .map(|(image, key)| {
+            .map(|(image, slot)| {
                 let mut media = Media::new(image.input());
-                media.key = key
+                media.key = slot
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
                     .as_ref()
                     .filter(|(s, _)| s == shaping)
                     .map(|(_, key)| *key);
@@ -275,11 +290,12 @@ impl Conversation {
             .collect()
     }
 
-    /// Keeps the keys a reply computed.
-    pub(crate) fn remember(&mut self, shaping: &Shaping, keys: &[Option<ImageKey>]) {
-        for (slot, key) in self.keys.iter_mut().zip(keys) {
+    /// Keeps the keys a reply computed, for this conversation and its clones.
+    pub(crate) fn remember(&self, shaping: &Shaping, keys: &[Option<ImageKey>]) {
+        for (slot, key) in self.keys.iter().zip(keys) {
             if let Some(key) = key {
-                *slot = Some((shaping.clone(), *key));
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((shaping.clone(), *key));
             }
         }
     }

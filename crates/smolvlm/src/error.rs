@@ -177,6 +177,15 @@ pub enum ImageError {
         /// The limits in force.
         limits: crate::image::DecodeLimits,
     },
+    /// A conversation's image is not what it was when the conversation
+    /// first read it: its file was changed since, and the session had to
+    /// read it again. Answering about the new pixels as if they were the
+    /// image of the earlier turns would mislead.
+    #[error("image {origin} changed since the conversation first read it: start a new conversation (or give the image as pixels)")]
+    Changed {
+        /// Where it came from: a quoted path, or "from memory".
+        origin: String,
+    },
     /// Resizing failed (an internal error: please report it).
     #[error("resize failed: {0}")]
     Resize(String),
@@ -276,6 +285,15 @@ pub enum CaptionError {
     /// The chat template could not be rendered.
     #[error("cannot render the chat template: {0} (pass a raw prompt instead)")]
     Template(String),
+    /// The chat template changes, repeats or drops a message's text,
+    /// so the user's text cannot be kept apart from the template's special
+    /// tokens: parsing them in the whole text would let a user type a
+    /// control token. Refused rather than made unsafe.
+    #[error("the chat template rewrites the prompt's text ({why}), so the user's text cannot be tokenized apart from the template's control tokens: use a template that inserts each text as given, or a raw prompt")]
+    TemplateRewritesText {
+        /// What the template did.
+        why: &'static str,
+    },
     /// The prompt contains a NUL byte, which cannot cross into C.
     #[error("prompt contains a NUL byte")]
     NulInPrompt,
@@ -288,6 +306,15 @@ pub enum CaptionError {
         /// Why generation ended.
         finish: crate::FinishReason,
         /// The JSON parser's complaint.
+        message: String,
+    },
+    /// The output is JSON but does not follow the schema it was generated
+    /// under (llama.cpp's grammar does not express every keyword).
+    #[error("the output does not follow the JSON schema: {message}")]
+    SchemaMismatch {
+        /// What was generated.
+        text: String,
+        /// The first way it breaks the schema.
         message: String,
     },
     /// mtmd could not tokenize or preprocess the prompt and image.
@@ -383,6 +410,7 @@ impl Error {
                 ImageError::MtmdLoad { .. } => "image_mtmd_load",
                 ImageError::TooLarge { .. } => "image_too_large",
                 ImageError::Resize(_) => "image_resize",
+                ImageError::Changed { .. } => "image_changed",
             },
             Self::Caption(e) => match e {
                 CaptionError::Cancelled { .. } => "cancelled",
@@ -391,9 +419,11 @@ impl Error {
                 CaptionError::BatchTooSmall { .. } => "batch_too_small",
                 CaptionError::Marker { .. } => "marker",
                 CaptionError::Template(_) => "template",
+                CaptionError::TemplateRewritesText { .. } => "template_rewrites_text",
                 CaptionError::NulInPrompt => "nul_in_prompt",
                 CaptionError::Tokenize(_) => "tokenize",
                 CaptionError::IncompleteJson { .. } => "incomplete_json",
+                CaptionError::SchemaMismatch { .. } => "schema_mismatch",
                 CaptionError::Eval { .. } => "eval",
             },
             Self::Hub(e) => e.kind(),
@@ -543,6 +573,7 @@ mod tests {
                 actual: 2,
             }),
             Error::from(CaptionError::Template("x".to_owned())),
+            Error::from(CaptionError::TemplateRewritesText { why: "x" }),
             Error::from(CaptionError::Tokenize("x".to_owned())),
             Error::invalid("max_tokens", "0"),
             last,

@@ -127,11 +127,15 @@ impl GenerationOptions {
 
     /// Constrains the output to JSON that follows `schema` (a JSON Schema, as
     /// text), through llama.cpp's schema-to-grammar conversion. The caption
-    /// then carries the parsed value in [`Caption::json`](crate::Caption::json).
-    /// An invalid schema is [`Error::InvalidOption`] (`json_schema`) before any
-    /// image is read; output cut short by `max_tokens` is
-    /// [`CaptionError::IncompleteJson`]. Give it room: `max_tokens` is not
-    /// raised for you.
+    /// then carries the parsed value in [`Caption::json`](crate::Caption::json),
+    /// checked against the schema: a value that does not follow it (a
+    /// keyword the grammar cannot express) is
+    /// [`CaptionError::SchemaMismatch`], never returned as valid. Each token
+    /// must also keep the text valid UTF-8, so a string's `maxLength` counts
+    /// characters, not stray bytes. An invalid schema is
+    /// [`Error::InvalidOption`] (`json_schema`) before any image is read;
+    /// output cut short by `max_tokens` is [`CaptionError::IncompleteJson`].
+    /// Give it room: `max_tokens` is not raised for you.
     ///
     /// ```
     /// let tags = smolvlm::GenerationOptions::default().with_max_tokens(128).with_json_schema(
@@ -149,6 +153,25 @@ impl GenerationOptions {
     #[must_use]
     pub fn wants_json(&self) -> bool {
         matches!(self.constraint, Some(Constraint::JsonSchema(_)))
+    }
+
+    /// Whether a grammar or a schema constrains the output: then every
+    /// token must also keep the text valid UTF-8.
+    pub(crate) fn is_constrained(&self) -> bool {
+        self.constraint.is_some()
+    }
+
+    /// The schema's validator, checked: an output is valid only if it
+    /// passes it.
+    pub(crate) fn schema_validator(&self) -> Result<Option<jsonschema::Validator>> {
+        let Some(Constraint::JsonSchema(schema)) = &self.constraint else {
+            return Ok(None);
+        };
+        let parsed: serde_json::Value = serde_json::from_str(schema)
+            .map_err(|e| Error::invalid("json_schema", format!("not JSON: {e}")))?;
+        jsonschema::validator_for(&parsed)
+            .map(Some)
+            .map_err(|e| Error::invalid("json_schema", format!("not a valid JSON Schema: {e}")))
     }
 
     /// The grammar these options constrain the output to, if any, checked:
@@ -290,6 +313,7 @@ impl GenerationOptions {
     /// [`Error::InvalidOption`] naming the option.
     pub fn validate(&self) -> Result<()> {
         self.grammar()?;
+        self.schema_validator()?;
         if self.max_tokens == 0 {
             return Err(Error::invalid("max_tokens", "must be at least 1"));
         }

@@ -1,7 +1,7 @@
 //! The shared, loaded model pair: text decoder plus vision projector.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use smolvlm_engine as engine;
@@ -104,6 +104,8 @@ struct Inner {
     spare_vision: Mutex<Option<engine::Vision>>,
     /// The text model; every context and vision encoder keeps it alive.
     text: engine::Model,
+    /// Each token's bytes, made on first use (a grammar's UTF-8 check).
+    token_bytes: OnceLock<Vec<Vec<u8>>>,
     chat_template: Option<String>,
     meta: PairMeta,
     files: ModelFiles,
@@ -194,6 +196,7 @@ impl Model {
             inner: Arc::new(Inner {
                 spare_vision: Mutex::new(Some(vision)),
                 text,
+                token_bytes: OnceLock::new(),
                 chat_template,
                 meta,
                 files: files.clone(),
@@ -283,6 +286,21 @@ impl Model {
 
     pub(crate) fn text(&self) -> &engine::Model {
         &self.inner.text
+    }
+
+    /// Each token's bytes as generation writes them, by token id.
+    pub(crate) fn token_bytes(&self) -> &[Vec<u8>] {
+        self.inner.token_bytes.get_or_init(|| {
+            let vocab = self.inner.text.vocab();
+            (0..vocab.n_tokens())
+                .map(|id| {
+                    let mut bytes = Vec::new();
+                    // Every id below n_tokens is the vocabulary's.
+                    let _ = vocab.token_to_piece_into(engine::Token(id), &mut bytes, false);
+                    bytes
+                })
+                .collect()
+        })
     }
 
     pub(crate) fn options(&self) -> &LoadOptions {

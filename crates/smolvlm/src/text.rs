@@ -54,6 +54,12 @@ impl<'s> CaptionText<'s> {
         self.take_ready()
     }
 
+    /// The bytes of a character not yet complete (at most 3): what the next
+    /// token must continue for the text to stay valid UTF-8.
+    pub(crate) fn incomplete(&self) -> &[u8] {
+        &self.pending
+    }
+
     pub(crate) fn into_text(self) -> String {
         self.text
     }

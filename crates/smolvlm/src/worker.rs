@@ -148,7 +148,8 @@ impl Request {
 
     /// Called on the worker thread after each event is sent, so a UI can
     /// wake up (an egui `request_repaint`, a `Waker`, a channel send). It
-    /// must be quick and must not block.
+    /// must be quick and must not block; a panic in it is caught and
+    /// logged, and the job goes on.
     #[must_use]
     pub fn with_notify(mut self, notify: impl Fn() + Send + Sync + 'static) -> Self {
         self.notify = Some(Arc::new(notify));
@@ -161,6 +162,9 @@ impl Request {
 enum Input {
     Caption(JobImage, Prompt),
     Reply(Box<Conversation>),
+    /// Panics in the session thread: the unit tests' stand-in for a bug.
+    #[cfg(test)]
+    Panic,
 }
 
 /// What happened to a job, in order. The last event is `Finished` or `Failed`.
@@ -224,6 +228,14 @@ pub enum SubmitError {
         /// The refused request, to submit again.
         request: Box<Request>,
     },
+    /// Every session of the worker has stopped: one panicked (a bug in
+    /// smolvlm; please report it), so nothing would ever run the request.
+    /// Open a new worker.
+    #[error("the worker has no session left: they stopped after a panic (a bug in smolvlm)")]
+    Stopped {
+        /// The refused request, to submit to another worker.
+        request: Box<Request>,
+    },
 }
 
 /// The sending half of a job's events, with its wake-ups.
@@ -234,7 +246,9 @@ struct Events {
 }
 
 impl Events {
-    /// Sends an event; a job nobody listens to any more is not an error.
+    /// Sends an event; a job nobody listens to any more is not an error. A
+    /// panic in the app's notify callback is caught here: it must not take
+    /// the session down with it (the event is in the channel all the same).
     fn send(&self, event: Event) {
         let _ = self.tx.send(event);
         let waker = self
@@ -246,7 +260,9 @@ impl Events {
             waker.wake();
         }
         if let Some(notify) = &self.notify {
-            notify();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| notify())).is_err() {
+                tracing::warn!("a job's notify callback panicked; the job goes on");
+            }
         }
     }
 }
@@ -264,12 +280,39 @@ struct Shared {
     waiting: AtomicUsize,
     // Set when the worker is dropped: what is still queued is cancelled.
     closing: AtomicBool,
+    // Session threads still serving; when the last one stops after a panic,
+    // what is queued fails and `submit` refuses.
+    alive: AtomicUsize,
+}
+
+impl Shared {
+    /// Fails every queued job: no session is left to run it.
+    fn fail_queued(&self) {
+        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Ok(task) = queue.try_recv() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            task.events.send(Event::Failed(stopped_error()));
+        }
+    }
+}
+
+fn stopped_error() -> Error {
+    Error::Internal(
+        "the worker's sessions stopped after a panic before this job could run".to_owned(),
+    )
 }
 
 /// Sessions on background threads, fed from a bounded queue: captions
 /// without blocking the caller's thread. The worker prints nothing and
 /// holds no global state; dropping it cancels the running jobs, fails the
 /// queued ones with [`CaptionError::Cancelled`] and joins its threads.
+///
+/// A job always ends with `Finished` or `Failed`. A panic in a job's
+/// [`with_notify`](Request::with_notify) callback is caught (the job goes
+/// on); a panic inside a session (a bug) fails that job with
+/// [`Error::Internal`] and retires the session, and when no session is
+/// left the queued jobs fail the same way and [`submit`](Self::submit)
+/// refuses with [`SubmitError::Stopped`]: nothing waits forever.
 ///
 /// ```no_run
 /// use smolvlm::{Event, Model, Request, Worker};
@@ -328,6 +371,7 @@ impl Worker {
             queue: Mutex::new(rx),
             waiting: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
+            alive: AtomicUsize::new(sessions),
         });
         let running = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::with_capacity(sessions);
@@ -353,9 +397,15 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// [`SubmitError::QueueFull`] when `capacity` jobs are waiting; the
+    /// [`SubmitError::QueueFull`] when `capacity` jobs are waiting, and
+    /// [`SubmitError::Stopped`] when no session is left (they panicked); the
     /// request comes back in the error.
     pub fn submit(&self, request: Request) -> std::result::Result<Job, SubmitError> {
+        if self.shared.alive.load(Ordering::SeqCst) == 0 {
+            return Err(SubmitError::Stopped {
+                request: Box::new(request),
+            });
+        }
         let (events_tx, events_rx) = mpsc::channel();
         let waker = Arc::new(Mutex::new(None));
         let cancel = CancelToken::new();
@@ -384,6 +434,11 @@ impl Worker {
                 capacity: self.capacity,
                 request: Box::new(task.request),
             });
+        }
+        // The last session may have stopped since the check above, after
+        // failing what was queued then: fail this job too, not leave it.
+        if self.shared.alive.load(Ordering::SeqCst) == 0 {
+            self.shared.fail_queued();
         }
         Ok(Job {
             events: events_rx,
@@ -425,15 +480,30 @@ impl Drop for Worker {
     }
 }
 
-/// One thread's loop: take a task, caption it, send its events.
-fn serve(index: usize, mut session: Session, shared: &Shared, running: &Mutex<Vec<CancelToken>>) {
+/// One thread's loop: take a task, caption it, send its events. When the
+/// last thread stops after a panic, what is still queued fails.
+fn serve(index: usize, session: Session, shared: &Shared, running: &Mutex<Vec<CancelToken>>) {
+    let panicked = serve_until_stopped(index, session, shared, running);
+    let last = shared.alive.fetch_sub(1, Ordering::SeqCst) == 1;
+    if panicked && last {
+        shared.fail_queued();
+    }
+}
+
+/// Serves tasks until the queue closes (`false`) or a caption panics (`true`).
+fn serve_until_stopped(
+    index: usize,
+    mut session: Session,
+    shared: &Shared,
+    running: &Mutex<Vec<CancelToken>>,
+) -> bool {
     loop {
         let task = {
             let queue = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
             queue.recv()
         };
         let Ok(task) = task else {
-            return; // The worker was dropped and the queue is empty.
+            return false; // The worker was dropped and the queue is empty.
         };
         shared.waiting.fetch_sub(1, Ordering::SeqCst);
         let Task {
@@ -441,11 +511,18 @@ fn serve(index: usize, mut session: Session, shared: &Shared, running: &Mutex<Ve
             cancel,
             events,
         } = task;
+        // Registered before the closing check: a worker dropped from now on
+        // either sees this token and cancels it, or is seen closing here.
+        running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(cancel.clone());
         // A job dropped or cancelled while queued, or a worker being dropped.
         if cancel.is_cancelled()
             || request.options.is_cancelled()
             || shared.closing.load(Ordering::SeqCst)
         {
+            unregister(running, &cancel);
             events.send(Event::Failed(
                 CaptionError::Cancelled {
                     stage: Stage::Queued,
@@ -454,10 +531,6 @@ fn serve(index: usize, mut session: Session, shared: &Shared, running: &Mutex<Ve
             ));
             continue;
         }
-        running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(cancel.clone());
         events.send(Event::Started { session: index });
         session.set_image_options(request.image_options.clone().unwrap_or_default());
         let options = request.options.clone().with_also_cancel(cancel.clone());
@@ -483,11 +556,10 @@ fn serve(index: usize, mut session: Session, shared: &Shared, running: &Mutex<Ve
                 session.caption_observed(image.input(), prompt.clone(), &options, observer)
             }
             Input::Reply(conversation) => session.reply_observed(conversation, &options, observer),
+            #[cfg(test)]
+            Input::Panic => panic!("a test's panicking job"),
         }));
-        running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|token| !token.same_as(&cancel));
+        unregister(running, &cancel);
         match outcome {
             Ok(Ok(caption)) => events.send(Event::Finished(caption)),
             Ok(Err(error)) => events.send(Event::Failed(error)),
@@ -496,10 +568,17 @@ fn serve(index: usize, mut session: Session, shared: &Shared, running: &Mutex<Ve
                     "a worker thread panicked while captioning".to_owned(),
                 )));
                 // The session's state is unknown after a panic: stop serving.
-                return;
+                return true;
             }
         }
     }
+}
+
+fn unregister(running: &Mutex<Vec<CancelToken>>, cancel: &CancelToken) {
+    running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|token| !token.same_as(cancel));
 }
 
 /// A submitted caption: its events, its result, and its cancel.
@@ -616,6 +695,67 @@ impl Future for Job {
                 None if job.done => return Poll::Ready(Err(lost_error())),
                 None => return Poll::Pending,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::{LoadOptions, ModelFiles};
+
+    fn model() -> Model {
+        let pair = smolvlm_testkit::tiny_model();
+        let files = ModelFiles::new(pair.model, pair.mmproj);
+        Model::load(&files, &LoadOptions::default().with_threads(1)).unwrap()
+    }
+
+    fn caption() -> Request {
+        let image = image::RgbImage::from_pixel(32, 32, image::Rgb([10, 20, 30]));
+        Request::new(JobImage::Rgb(image), "Describe this image.")
+            .with_options(GenerationOptions::default().with_max_tokens(2))
+    }
+
+    /// Waits for `job` on another thread, so a hang fails the test.
+    fn result(job: Job) -> Result<Caption> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(job.wait());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the job never ended")
+    }
+
+    #[test]
+    fn when_the_last_session_panics_queued_jobs_and_new_submits_fail() {
+        let model = model();
+        let worker = Worker::new(&model, 1, 8).unwrap();
+        let panicking = worker.submit(Request::with_input(Input::Panic)).unwrap();
+        let queued: Vec<Job> = (0..3).map(|_| worker.submit(caption()).unwrap()).collect();
+        let err = result(panicking).unwrap_err();
+        assert_eq!(err.kind(), "internal", "{err}");
+        for job in queued {
+            let err = result(job).unwrap_err();
+            assert_eq!(err.kind(), "internal", "{err}");
+        }
+        match worker.submit(caption()) {
+            Err(SubmitError::Stopped { .. }) => {}
+            other => panic!("a submit to a dead worker: {other:?}"),
+        }
+        assert_eq!(worker.waiting(), 0);
+    }
+
+    #[test]
+    fn a_session_that_panics_leaves_the_others_serving() {
+        let model = model();
+        let worker = Worker::new(&model, 2, 8).unwrap();
+        let panicking = worker.submit(Request::with_input(Input::Panic)).unwrap();
+        assert_eq!(result(panicking).unwrap_err().kind(), "internal");
+        for _ in 0..3 {
+            let job = worker.submit(caption()).unwrap();
+            assert_eq!(result(job).unwrap().tokens.len(), 2);
         }
     }
 }

@@ -114,6 +114,33 @@ static void on_progress(const smolvlm_progress *p, void *user) {
     }
 }
 
+/* Re-entry: a callback that calls back into its own session. */
+struct reentry {
+    smolvlm_session *session;
+    const char *image;
+    char kind[64];
+    int tried;
+};
+
+static void call_back_in(const char *piece, size_t len, void *user) {
+    (void)piece;
+    (void)len;
+    struct reentry *r = user;
+    if (r->tried) {
+        return;
+    }
+    r->tried = 1;
+    smolvlm_error *err = NULL;
+    char *text = smolvlm_caption_file(r->session, r->image, NULL, MAX_TOKENS, &err);
+    if (text != NULL) {
+        snprintf(r->kind, sizeof r->kind, "%s", "ok");
+        smolvlm_string_free(text);
+    } else {
+        snprintf(r->kind, sizeof r->kind, "%s", smolvlm_error_kind(err));
+        smolvlm_error_free(err);
+    }
+}
+
 static unsigned char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -243,6 +270,13 @@ int main(int argc, char **argv) {
     printf("cancel-pieces\tok\t%d\n", run.pieces);
     smolvlm_options_free(cancellable);
     smolvlm_cancel_free(run.cancel);
+
+    /* A callback calling into its own session is refused, and the caption
+     * it interrupted goes on to its end. */
+    struct reentry reentry = {session, image, "none", 0};
+    text = smolvlm_caption_file_with(session, image, NULL, options, call_back_in, &reentry, &err);
+    print_result("reentered-outer", text, err);
+    printf("reentered\tok\t%s\n", reentry.kind);
 
     /* Bad input: an error, not a crash, and the session goes on. */
     text = smolvlm_caption_file(session, bad, NULL, MAX_TOKENS, &err);

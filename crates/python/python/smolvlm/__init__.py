@@ -62,7 +62,15 @@ def _image(image: ImageLike) -> "_native.Image":
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _native.Image.encoded(bytes(image))
     # PIL, without importing it: anything with .convert() and .tobytes().
+    # Alpha goes to the library, which composites it onto the background
+    # (white) as it does for a file: the same picture gives the same caption.
     if hasattr(image, "convert") and hasattr(image, "tobytes") and hasattr(image, "size"):
+        mode = getattr(image, "mode", "RGB")
+        info = getattr(image, "info", {}) or {}
+        if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in info:
+            rgba = image.convert("RGBA")
+            width, height = rgba.size
+            return _native.Image.rgba(width, height, rgba.tobytes())
         rgb = image.convert("RGB")
         width, height = rgb.size
         return _native.Image.rgb(width, height, rgb.tobytes())
@@ -71,9 +79,11 @@ def _image(image: ImageLike) -> "_native.Image":
     dtype = getattr(image, "dtype", None)
     if shape is not None and dtype is not None:
         if len(shape) != 3 or shape[2] != 3 or str(dtype) != "uint8":
-            raise ImageError(
+            error = ImageError(
                 f"a numpy image must be HxWx3 uint8, got shape {tuple(shape)} dtype {dtype}"
             )
+            error.kind, error.transient = "image_buffer_size", False
+            raise error
         import numpy  # only reached with a numpy array in hand
 
         pixels = numpy.ascontiguousarray(image)

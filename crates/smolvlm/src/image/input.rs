@@ -32,6 +32,17 @@ pub enum ImageInput<'a> {
     Prepared(&'a PreparedImage),
 }
 
+impl ImageInput<'_> {
+    /// Where the image came from, as error messages name it: a quoted path,
+    /// or "from memory".
+    pub(crate) fn origin(&self) -> String {
+        match self {
+            Self::Path(path) => format!("'{}'", path.display()),
+            _ => "from memory".to_owned(),
+        }
+    }
+}
+
 impl<'a> From<&'a Path> for ImageInput<'a> {
     fn from(p: &'a Path) -> Self {
         Self::Path(p)

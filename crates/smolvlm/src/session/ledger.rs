@@ -174,6 +174,8 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn key(n: u8) -> ImageKey {
@@ -195,6 +197,27 @@ mod tests {
             ledger.push(entry);
         }
         ledger
+    }
+
+    #[test]
+    fn an_image_key_is_the_sha256_of_its_size_and_pixels() {
+        let pixels: Vec<u8> = (0..18).collect();
+        let wide = Bitmap::from_rgb(3, 2, &pixels).unwrap();
+        let tall = Bitmap::from_rgb(2, 3, &pixels).unwrap();
+        let mut hash = Sha256::new();
+        hash.update(3u32.to_le_bytes());
+        hash.update(2u32.to_le_bytes());
+        hash.update(&pixels);
+        let expected: [u8; 32] = hash.finalize().into();
+        assert_eq!(ImageKey::of(&wide), ImageKey(expected));
+        // The same bytes in another shape are another image.
+        assert_ne!(ImageKey::of(&wide), ImageKey::of(&tall));
+        let mut other = pixels.clone();
+        other[17] ^= 1;
+        assert_ne!(
+            ImageKey::of(&wide),
+            ImageKey::of(&Bitmap::from_rgb(3, 2, &other).unwrap())
+        );
     }
 
     #[test]

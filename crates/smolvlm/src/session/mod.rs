@@ -111,6 +111,31 @@ impl<'i> Media<'i> {
     }
 }
 
+/// The output parsed as JSON and checked against its schema.
+fn checked_json(
+    text: String,
+    finish: FinishReason,
+    schema: &jsonschema::Validator,
+) -> Result<serde_json::Value, CaptionError> {
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(value) => value,
+        Err(e) => {
+            return Err(CaptionError::IncompleteJson {
+                text,
+                finish,
+                message: e.to_string(),
+            })
+        }
+    };
+    match schema.validate(&value) {
+        Ok(()) => Ok(value),
+        Err(e) => Err(CaptionError::SchemaMismatch {
+            message: format!("{e} (at {})", e.instance_path()),
+            text,
+        }),
+    }
+}
+
 /// An engine failure during evaluation, as the caller sees it.
 fn eval_error(error: &engine::EngineError, stage: Stage) -> CaptionError {
     let code = match error {
@@ -418,20 +443,9 @@ impl Session {
         });
         timings.generate = t.elapsed();
         let (text, tokens, finish) = generated.inspect_err(|_| self.rollback())?;
-        let json = if options.wants_json() {
-            match serde_json::from_str(&text) {
-                Ok(value) => Some(value),
-                Err(e) => {
-                    return Err(CaptionError::IncompleteJson {
-                        text,
-                        finish,
-                        message: e.to_string(),
-                    }
-                    .into())
-                }
-            }
-        } else {
-            None
+        let json = match options.schema_validator()? {
+            Some(schema) => Some(checked_json(text.clone(), finish, &schema)?),
+            None => None,
         };
         for (m, p) in media.iter_mut().zip(&planned) {
             m.key = p.key;

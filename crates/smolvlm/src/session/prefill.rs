@@ -217,6 +217,14 @@ impl Session {
             None => self.bitmap(media.input, timings)?,
         };
         let key = ImageKey::of(&bitmap);
+        // Read again for a key an earlier call computed (a conversation's
+        // image the session no longer holds): it must be the same image.
+        if planned.key.is_some_and(|known| known != key) {
+            return Err(ImageError::Changed {
+                origin: media.input.origin(),
+            }
+            .into());
+        }
         let chunks = self
             .vision_mut()?
             .tokenize(MEDIA_MARKER, &[&bitmap], true)
