@@ -177,6 +177,18 @@ fn secs(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64())
 }
 
+/// `smolvlm caption` as table 1 runs it: one session with all the threads,
+/// as llama-mtmd-cli runs (the CLI's `auto` would run one session per
+/// core), one tile, the output file next.
+const ONE_SESSION_ONE_TILE: [&str; 6] = [
+    "--parallel",
+    "1",
+    "--max-tiles",
+    "1",
+    "--overwrite",
+    "--output",
+];
+
 /// Table 1: a batch of 3 at one tile, against llama-mtmd-cli once per image.
 fn per_image(files: &ModelFiles, threads: u32, out: &mut String) {
     let images = photos(3);
@@ -186,30 +198,14 @@ fn per_image(files: &ModelFiles, threads: u32, out: &mut String) {
     let (mut our_rss, mut their_rss) = (Vec::new(), Vec::new());
     let (mut one, mut one_rss) = (Vec::new(), Vec::new());
     for _ in 0..samples() {
-        // One session with all the threads, as llama-mtmd-cli runs (the
-        // CLI's `auto` would run one session per core).
         let run_ours = run(smolvlm(files, threads)
-            .args([
-                "--parallel",
-                "1",
-                "--max-tiles",
-                "1",
-                "--overwrite",
-                "--output",
-            ])
+            .args(ONE_SESSION_ONE_TILE)
             .arg(std::env::temp_dir().join("smolvlm-real-scale.jsonl"))
             .args(&paths));
         ours.push(run_ours.wall / 3);
         our_rss.push(run_ours.peak_rss_kb);
         let single = run(smolvlm(files, threads)
-            .args([
-                "--parallel",
-                "1",
-                "--max-tiles",
-                "1",
-                "--overwrite",
-                "--output",
-            ])
+            .args(ONE_SESSION_ONE_TILE)
             .arg(std::env::temp_dir().join("smolvlm-real-scale-1.jsonl"))
             .arg(paths[0]));
         one.push(single.wall);
