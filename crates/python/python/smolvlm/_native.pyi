@@ -6,6 +6,8 @@ __version__: str
 DEFAULT_PROMPT: str
 
 class SmolVLMError(Exception):
+    """Every error smolvlm raises carries these, including the ones raised
+    before the engine runs (a bad timeout, a pixel buffer of the wrong size)."""
     kind: str
     transient: bool
 
@@ -24,7 +26,8 @@ class Image:
     @staticmethod
     def rgb(width: int, height: int, pixels: bytes) -> "Image": ...
     @staticmethod
-    def rgba(width: int, height: int, pixels: bytes) -> "Image": ...
+    def rgba(width: int, height: int, pixels: bytes) -> "Image":
+        """RGBA pixels; the alpha is composited onto white, as for a file."""
 
 class Caption:
     text: str
@@ -47,8 +50,10 @@ class Stream(Iterator[str]):
 
 class Chat:
     def send(self, text: str, images: List[Image] = ..., max_tokens: Optional[int] = None, temperature: float = 0.0, seed: int = 0, stop: Sequence[str] = ..., timeout: Optional[float] = None) -> Caption: ...
-    def reset(self) -> None: ...
-    def history(self) -> List[Tuple[str, str, int]]: ...
+    def reset(self) -> None:
+        """Waits for a reply in progress with the GIL released."""
+    def history(self) -> List[Tuple[str, str, int]]:
+        """Waits for a reply in progress with the GIL released."""
 
 class Model:
     def __init__(self, model_path: str, mmproj_path: str, threads: Optional[int] = None, max_tiles: Optional[int] = None) -> None: ...
