@@ -148,8 +148,24 @@ pub struct InfoArgs {
 #[derive(Debug, Args)]
 pub struct AskArgs {
     /// An image to ask about (repeatable, in order); none asks about text alone.
-    #[arg(short = 'i', long = "image", value_name = "FILE")]
+    #[arg(
+        short = 'i',
+        long = "image",
+        value_name = "FILE",
+        conflicts_with = "video"
+    )]
     pub images: Vec<PathBuf>,
+    /// A video to ask about, as SmolVLM2 sees one: frames sampled as its
+    /// processor samples them, each one overview image after its time.
+    ///
+    /// An animated GIF, WebP or APNG; an MP4, WebM, MOV, MKV or AVI (needs
+    /// ffmpeg and ffprobe on PATH); or a folder of frames, sorted by file
+    /// name, with --frame-rate.
+    #[arg(long, value_name = "PATH")]
+    pub video: Option<PathBuf>,
+    /// How the video's frames are sampled.
+    #[command(flatten)]
+    pub sampling: VideoArgs,
     /// The model and how answers are generated.
     #[command(flatten)]
     pub answer: AnswerArgs,
@@ -179,6 +195,47 @@ pub struct ChatArgs {
     /// A system turn before the conversation (instructions).
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+}
+
+/// How a video's frames are sampled (shared by `ask` and `caption`).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct VideoArgs {
+    /// Frames sampled per second of video [default: 1, SmolVLM2's].
+    #[arg(long, value_name = "FPS")]
+    pub sample_fps: Option<f64>,
+    /// At most this many frames per video [default: 64, SmolVLM2's];
+    /// fewer are sampled when they would not fit the context.
+    #[arg(long, value_name = "N")]
+    pub max_frames: Option<usize>,
+    /// The frame rate of a folder of frames given as a video (required for
+    /// a folder; a video file says its own).
+    #[arg(long, value_name = "FPS")]
+    pub frame_rate: Option<f64>,
+}
+
+impl VideoArgs {
+    /// The video at `path` with these settings: a folder of frames needs
+    /// --frame-rate.
+    pub fn video(&self, path: &std::path::Path) -> Result<smolvlm::video::Video, String> {
+        let mut video = if path.is_dir() {
+            let fps = self.frame_rate.ok_or_else(|| {
+                format!(
+                    "'{}' is a folder of frames: give its frame rate with --frame-rate",
+                    path.display()
+                )
+            })?;
+            smolvlm::video::Video::frames_in(path, fps)
+        } else {
+            smolvlm::video::Video::file(path)
+        };
+        if let Some(fps) = self.sample_fps {
+            video = video.with_fps(fps);
+        }
+        if let Some(n) = self.max_frames {
+            video = video.with_max_frames(n);
+        }
+        Ok(video)
+    }
 }
 
 /// The model and how answers are generated (shared by `ask` and `chat`).

@@ -42,12 +42,22 @@ pub fn ask(args: &AskArgs) -> Exit {
         tracing::warn!("cannot handle Ctrl-C: {e}");
     }
     let options = options.with_cancel(cancel);
-    let images: Vec<ImageInput<'_>> = args.images.iter().map(|p| p.as_path().into()).collect();
-    let answer = session.ask_observed(&images, prompt.clone(), &options, print_text());
+    let answer = match &args.video {
+        Some(path) => match args.sampling.video(path) {
+            Ok(video) => session.ask_video_observed(&video, prompt.clone(), &options, print_text()),
+            Err(message) => return Exit::usage(&message),
+        },
+        None => {
+            let images: Vec<ImageInput<'_>> =
+                args.images.iter().map(|p| p.as_path().into()).collect();
+            session.ask_observed(&images, prompt.clone(), &options, print_text())
+        }
+    };
     println!();
+    let media: Vec<PathBuf> = args.video.iter().chain(&args.images).cloned().collect();
     match answer {
         Ok(caption) => match &args.output {
-            Some(path) => match write_record(path, &args.images, &prompt, &caption) {
+            Some(path) => match write_record(path, &media, &prompt, &caption) {
                 Ok(()) => Exit::Success,
                 Err(message) => Exit::usage(&message),
             },

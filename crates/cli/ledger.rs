@@ -401,6 +401,7 @@ mod tests {
                     finish: "max_tokens",
                     timings: smolvlm::Timings::default(),
                     json: None,
+                    video: None,
                 })
             } else {
                 Outcome::Failed {

@@ -68,6 +68,9 @@ pub struct Captioned {
     pub timings: Timings,
     /// The caption parsed as JSON, under `--json-schema`.
     pub json: Option<serde_json::Value>,
+    /// For a video: frames shown, frames its sampling rule chose (more when
+    /// frames were cut to fit the context), and its duration in seconds.
+    pub video: Option<(usize, usize, f64)>,
 }
 
 impl Captioned {
@@ -83,6 +86,12 @@ impl Captioned {
             finish: finish_name(c.finish),
             timings: c.timings,
             json: c.json.clone(),
+            video: (!c.videos.is_empty()).then(|| {
+                let frames = c.videos.iter().map(|v| v.frames).sum();
+                let sampled = c.videos.iter().map(|v| v.sampled).sum();
+                let seconds = c.videos.iter().map(|v| v.seconds).sum();
+                (frames, sampled, seconds)
+            }),
         }
     }
 }
@@ -128,6 +137,15 @@ struct JsonAnswer<'a> {
     ms: JsonTimings,
     #[serde(skip_serializing_if = "Option::is_none")]
     json: Option<&'a serde_json::Value>,
+    /// A video's frames shown and duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames: Option<usize>,
+    /// Frames its sampling rule chose, when fewer were shown (cut to fit
+    /// the context).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames_sampled: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
 }
 
 impl<'a> JsonAnswer<'a> {
@@ -141,6 +159,11 @@ impl<'a> JsonAnswer<'a> {
             finish: c.finish,
             ms: JsonTimings::new(&c.timings),
             json: c.json.as_ref(),
+            frames: c.video.map(|(frames, _, _)| frames),
+            frames_sampled: c
+                .video
+                .and_then(|(frames, sampled, _)| (sampled > frames).then_some(sampled)),
+            seconds: c.video.map(|(_, _, seconds)| (seconds * 1e3).round() / 1e3),
         }
     }
 }
@@ -333,6 +356,7 @@ mod tests {
                 finish: "end_of_text",
                 timings: Timings::default(),
                 json: None,
+                video: None,
             }),
         }
     }

@@ -38,9 +38,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
-use smolvlm::{
-    CancelToken, GenerationOptions, ImageInput, LoadOptions, Model, ModelFiles, Session,
-};
+use smolvlm::{CancelToken, GenerationOptions, LoadOptions, Model, ModelFiles, Session};
 
 /// The prompt used when a caption call is given `NULL` for its prompt.
 pub const DEFAULT_PROMPT: &str = "Describe this image.";
@@ -584,11 +582,12 @@ pub unsafe extern "C" fn smolvlm_cancel_free(c: *mut smolvlm_cancel) {
     unsafe { free(c) }
 }
 
-/// The image a caption call reads.
+/// The image (or video) a caption call reads.
 enum Image<'a> {
     Path(&'a Path),
     Bytes(&'a [u8]),
     Rgb(image::RgbImage),
+    Video(smolvlm::video::Video),
 }
 
 /// The common body of every caption call.
@@ -623,13 +622,8 @@ unsafe fn caption(
     // SAFETY: as this function's contract.
     let prompt = unsafe { text_or(prompt, "prompt", DEFAULT_PROMPT) }?;
     let image = image()?;
-    let input = match &image {
-        Image::Path(path) => ImageInput::Path(path),
-        Image::Bytes(bytes) => ImageInput::Bytes(bytes),
-        Image::Rgb(rgb) => ImageInput::Rgb(rgb),
-    };
     let mut buffer = Vec::new();
-    let caption = session.caption_observed(input, prompt, options, |event| match event {
+    let observer = |event: smolvlm::Progress<'_>| match event {
         smolvlm::Progress::Text(piece) => {
             if let Some(on_text) = on_text {
                 let len = c_piece(piece, &mut buffer);
@@ -658,7 +652,13 @@ unsafe fn caption(
             }
         }
         _ => {}
-    })?;
+    };
+    let caption = match &image {
+        Image::Path(path) => session.caption_observed(*path, prompt, options, observer),
+        Image::Bytes(bytes) => session.caption_observed(*bytes, prompt, options, observer),
+        Image::Rgb(rgb) => session.caption_observed(rgb, prompt, options, observer),
+        Image::Video(video) => session.ask_video_observed(video, prompt, options, observer),
+    }?;
     Ok(c_string(&caption.text).into_raw())
 }
 
@@ -851,6 +851,46 @@ pub unsafe extern "C" fn smolvlm_caption_rgb_with(
                 let image = image::RgbImage::from_raw(width, height, pixels)
                     .ok_or_else(|| smolvlm_error::invalid("the pixel buffer size"))?;
                 Ok(Image::Rgb(image))
+            },
+            prompt,
+            options,
+            on_text,
+            user,
+        )
+    }
+}
+
+/// Answers about a video file, as SmolVLM2 sees one: frames sampled as its
+/// processor samples them (one per second, at most 64, fewer when they
+/// would not fit the context), each one overview image after its time. An
+/// animated GIF, WebP or APNG is read by the library; an MP4, WebM, MOV,
+/// MKV or AVI needs the `ffmpeg` and `ffprobe` programs on PATH (without
+/// them: an error of kind `video_tool_missing` that says what to install).
+/// A progress callback in `options` is told each frame's encode. Otherwise
+/// as `smolvlm_caption_file_with`.
+///
+/// # Safety
+///
+/// As `smolvlm_caption_file_with`.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_caption_video_file(
+    s: *mut smolvlm_session,
+    video_path: *const c_char,
+    prompt: *const c_char,
+    options: *const smolvlm_options,
+    on_text: smolvlm_text_fn,
+    user: *mut c_void,
+    err: *mut *mut smolvlm_error,
+) -> *mut c_char {
+    // SAFETY: as this function's contract; the path is read only during
+    // the call.
+    unsafe {
+        caption_with(
+            err,
+            s,
+            || {
+                let path = text_arg(video_path, "video_path")?;
+                Ok(Image::Video(smolvlm::video::Video::file(path)))
             },
             prompt,
             options,

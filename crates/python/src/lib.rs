@@ -163,6 +163,61 @@ impl Image {
     }
 }
 
+/// A video as Python hands it over: a path (a file, or a folder of frames)
+/// or encoded bytes.
+#[derive(FromPyObject)]
+enum VideoArg {
+    Bytes(Vec<u8>),
+    Path(PathBuf),
+}
+
+impl VideoArg {
+    fn into_video(
+        self,
+        sample_fps: Option<f64>,
+        max_frames: Option<usize>,
+        frame_rate: Option<f64>,
+    ) -> PyResult<smolvlm::video::Video> {
+        let mut video = match self {
+            Self::Bytes(bytes) => smolvlm::video::Video::bytes(bytes),
+            Self::Path(path) if path.is_dir() => {
+                let fps = frame_rate.ok_or_else(|| {
+                    to_py(&Error::InvalidOption {
+                        name: "frame_rate",
+                        message: format!(
+                            "'{}' is a folder of frames: give its frame rate",
+                            path.display()
+                        ),
+                    })
+                })?;
+                smolvlm::video::Video::frames_in(path, fps)
+            }
+            Self::Path(path) => smolvlm::video::Video::file(path),
+        };
+        if let Some(fps) = sample_fps {
+            video = video.with_fps(fps);
+        }
+        if let Some(n) = max_frames {
+            video = video.with_max_frames(n);
+        }
+        Ok(video)
+    }
+}
+
+/// What a video of a prompt showed the model.
+#[pyclass(module = "smolvlm._native", frozen, get_all)]
+#[derive(Clone)]
+struct VideoReport {
+    /// Frames shown to the model.
+    frames: usize,
+    /// Frames SmolVLM2's sampling rule chose, before any cut to fit the context.
+    sampled: usize,
+    /// The video's duration in seconds.
+    seconds: f64,
+    /// The time of each frame shown, in seconds.
+    timestamps: Vec<f64>,
+}
+
 /// One caption's result.
 #[pyclass(module = "smolvlm._native", frozen, get_all)]
 #[derive(Clone)]
@@ -187,6 +242,10 @@ struct Caption {
     images_encoded: usize,
     /// Prompt tokens reused from the session's cache instead of evaluated.
     cached_tokens: usize,
+    /// Video frames in the prompt.
+    frames: usize,
+    /// Each video of the prompt: frames shown and sampled, duration, times.
+    videos: Vec<VideoReport>,
 }
 
 #[pymethods]
@@ -236,6 +295,17 @@ impl From<smolvlm::Caption> for Caption {
             images: c.images,
             images_encoded: c.images_encoded,
             cached_tokens: c.cached_tokens,
+            frames: c.frames,
+            videos: c
+                .videos
+                .iter()
+                .map(|v| VideoReport {
+                    frames: v.frames,
+                    sampled: v.sampled,
+                    seconds: v.seconds,
+                    timestamps: v.timestamps.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -464,6 +534,32 @@ impl Model {
         })
         .map(Caption::from)
         .map_err(|e| to_py(&e))
+    }
+
+    /// One answer about a video (a file, encoded bytes, or a folder of
+    /// frames at `frame_rate`), sampled as SmolVLM2's processor samples it.
+    #[pyo3(signature = (video, prompt, max_tokens=None, temperature=0.0, seed=0, stop=Vec::new(), timeout=None, sample_fps=None, max_frames=None, frame_rate=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn ask_video(
+        &self,
+        py: Python<'_>,
+        video: VideoArg,
+        prompt: String,
+        max_tokens: Option<u32>,
+        temperature: f32,
+        seed: u32,
+        stop: Vec<String>,
+        timeout: Option<f64>,
+        sample_fps: Option<f64>,
+        max_frames: Option<usize>,
+        frame_rate: Option<f64>,
+    ) -> PyResult<Caption> {
+        let options = generation(max_tokens, temperature, seed, stop, timeout)?;
+        let video = video.into_video(sample_fps, max_frames, frame_rate)?;
+        let shared = Arc::clone(&self.shared);
+        py.detach(move || shared.with_session(|s| s.ask_video(&video, prompt.as_str(), &options)))
+            .map(Caption::from)
+            .map_err(|e| to_py(&e))
     }
 
     #[pyo3(signature = (system=None))]
@@ -849,6 +945,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_class::<Image>()?;
     m.add_class::<Caption>()?;
+    m.add_class::<VideoReport>()?;
     m.add_class::<Stream>()?;
     m.add_class::<Chat>()?;
     m.add_function(wrap_pyfunction!(parse_legacy_config, m)?)?;

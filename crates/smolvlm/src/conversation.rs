@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::error::CaptionError;
 use crate::image::{ImageOptions, VisionParams};
 use crate::prompt::{render_messages, RenderMessage, RenderPart, Segment};
-use crate::session::{ImageKey, Media};
+use crate::session::{ImageKey, Media, VideoPlan};
+use crate::video::Video;
 use crate::worker::JobImage;
 
 /// Who speaks a turn.
@@ -41,6 +42,9 @@ pub enum Part {
     Text(String),
     /// An image, read (and prepared for the model) when it is first needed.
     Image(JobImage),
+    /// A video: frames sampled as SmolVLM2's processor samples them, chosen
+    /// when it is first needed and kept for the follow-ups.
+    Video(Video),
 }
 
 /// One turn: who speaks, and what, in order.
@@ -98,6 +102,13 @@ impl Message {
         self
     }
 
+    /// Adds a video.
+    #[must_use]
+    pub fn video(mut self, video: Video) -> Self {
+        self.parts.push(Part::Video(video));
+        self
+    }
+
     /// Who speaks.
     pub fn role(&self) -> Role {
         self.role
@@ -108,10 +119,11 @@ impl Message {
         &self.parts
     }
 
-    fn images(&self) -> usize {
+    /// Images and videos.
+    fn media(&self) -> usize {
         self.parts
             .iter()
-            .filter(|p| matches!(p, Part::Image(_)))
+            .filter(|p| !matches!(p, Part::Text(_)))
             .count()
     }
 }
@@ -120,11 +132,18 @@ impl Message {
 /// is not trusted.
 pub(crate) type Shaping = (ImageOptions, VisionParams);
 
-/// What is known of one image of a conversation: the key of its prepared
-/// pixels, under the shaping it was computed with. Shared by the
-/// conversation's clones, so a key learned through one (a worker's copy)
-/// serves them all.
-type KeySlot = Arc<Mutex<Option<(Shaping, ImageKey)>>>;
+/// What is known of one image or video of a conversation: the key of an
+/// image's prepared pixels, or the frames a video showed and their keys,
+/// under the shaping it was computed with. Shared by the conversation's
+/// clones, so what one learns (a worker's copy) serves them all.
+type KeySlot = Arc<Mutex<Option<(Shaping, Learned)>>>;
+
+/// What a reply learned of one medium.
+#[derive(Debug, Clone)]
+enum Learned {
+    Image(ImageKey),
+    Video(Arc<VideoPlan>),
+}
 
 /// A multi-turn exchange about any number of images, rendered with the
 /// model's chat template as the reference SmolVLM processor renders it.
@@ -169,7 +188,7 @@ impl Conversation {
     /// Appends a turn.
     pub fn push(&mut self, message: Message) -> &mut Self {
         self.keys
-            .extend((0..message.images()).map(|_| KeySlot::default()));
+            .extend((0..message.media()).map(|_| KeySlot::default()));
         self.messages.push(message);
         self
     }
@@ -205,7 +224,7 @@ impl Conversation {
     /// Removes the last turn (to ask again, say).
     pub fn pop(&mut self) -> Option<Message> {
         let message = self.messages.pop()?;
-        self.keys.truncate(self.keys.len() - message.images());
+        self.keys.truncate(self.keys.len() - message.media());
         Some(message)
     }
 
@@ -260,6 +279,10 @@ impl Conversation {
                             next += 1;
                             RenderPart::Image(next - 1)
                         }
+                        Part::Video(_) => {
+                            next += 1;
+                            RenderPart::Video(next - 1)
+                        }
                     })
                     .collect(),
             })
@@ -267,36 +290,50 @@ impl Conversation {
         render_messages(template, &messages, true)
     }
 
-    /// The images in order, with the keys known for `shaping`.
+    /// The images and videos in order, with what is known of them for
+    /// `shaping`.
     pub(crate) fn media(&self, shaping: &Shaping) -> Vec<Media<'_>> {
         self.messages
             .iter()
             .flat_map(|m| &m.parts)
-            .filter_map(|part| match part {
-                Part::Image(image) => Some(image),
-                Part::Text(_) => None,
-            })
+            .filter(|part| !matches!(part, Part::Text(_)))
             .zip(&self.keys)
-            .map(|(image, slot)| {
-                let mut media = Media::new(image.input());
-                media.key = slot
+            .filter_map(|(part, slot)| {
+                let known = slot
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .as_ref()
                     .filter(|(s, _)| s == shaping)
-                    .map(|(_, key)| *key);
-                media
+                    .map(|(_, learned)| learned.clone());
+                let mut media = match part {
+                    Part::Image(image) => Media::new(image.input()),
+                    Part::Video(video) => Media::video(video),
+                    Part::Text(_) => return None,
+                };
+                match known {
+                    Some(Learned::Image(key)) => media.key = Some(key),
+                    Some(Learned::Video(plan)) => media.plan = Some(plan),
+                    None => {}
+                }
+                Some(media)
             })
             .collect()
     }
 
-    /// Keeps the keys a reply computed, for this conversation and its clones.
-    pub(crate) fn remember(&self, shaping: &Shaping, keys: &[Option<ImageKey>]) {
-        for (slot, key) in self.keys.iter().zip(keys) {
-            if let Some(key) = key {
-                *slot.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some((shaping.clone(), *key));
-            }
+    /// Keeps what a reply learned of the media (an image's key, a video's
+    /// frames), for this conversation and its clones.
+    pub(crate) fn remember(
+        &self,
+        shaping: &Shaping,
+        learned: &[(Option<ImageKey>, Option<Arc<VideoPlan>>)],
+    ) {
+        for (slot, (key, plan)) in self.keys.iter().zip(learned) {
+            let learned = match (key, plan) {
+                (_, Some(plan)) if !plan.keys.is_empty() => Learned::Video(Arc::clone(plan)),
+                (Some(key), _) => Learned::Image(*key),
+                _ => continue,
+            };
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some((shaping.clone(), learned));
         }
     }
 }

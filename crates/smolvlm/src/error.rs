@@ -308,6 +308,18 @@ pub enum CaptionError {
         /// The JSON parser's complaint.
         message: String,
     },
+    /// A video does not fit the context even at one frame (its text and one
+    /// frame's image tokens, the rest of the prompt, and room for the
+    /// answer).
+    #[error("the prompt needs {tokens} tokens with one frame per video and {answer} for the answer, but the context holds {n_ctx}: use a larger context_size, a shorter prompt or fewer max_tokens")]
+    VideoTooLong {
+        /// Tokens needed: the prompt at one frame per video, and the answer.
+        tokens: usize,
+        /// Of which the room kept for the answer (`max_tokens`).
+        answer: usize,
+        /// The session's context size.
+        n_ctx: u32,
+    },
     /// The output is JSON but does not follow the schema it was generated
     /// under (llama.cpp's grammar does not express every keyword).
     #[error("the output does not follow the JSON schema: {message}")]
@@ -346,6 +358,9 @@ pub enum Error {
     /// The model could not be found, downloaded or verified on the Hub or in its cache.
     #[error(transparent)]
     Hub(#[from] HubError),
+    /// A video could not be read.
+    #[error(transparent)]
+    Video(#[from] crate::video::VideoError),
     /// A session (llama context) could not be created.
     #[error(
         "llama.cpp could not create a context of {n_ctx} tokens (batch {n_batch}): out of memory?"
@@ -424,9 +439,11 @@ impl Error {
                 CaptionError::Tokenize(_) => "tokenize",
                 CaptionError::IncompleteJson { .. } => "incomplete_json",
                 CaptionError::SchemaMismatch { .. } => "schema_mismatch",
+                CaptionError::VideoTooLong { .. } => "video_too_long",
                 CaptionError::Eval { .. } => "eval",
             },
             Self::Hub(e) => e.kind(),
+            Self::Video(e) => e.kind(),
             Self::Session { .. } => "session",
             Self::InvalidOption { .. } => "invalid_option",
             Self::Internal(_) => "internal",
@@ -484,6 +501,8 @@ pub fn kind_is_transient(kind: &str) -> bool {
             | "eval"
             | "session"
             | "image_read"
+            | "video_read"
+            | "video_temp_file"
             | "hub_network"
             | "hub_download"
     )

@@ -47,6 +47,7 @@ mod prompt;
 mod session;
 mod source;
 mod text;
+pub mod video;
 mod worker;
 
 pub use crate::conversation::{Conversation, Message, Part, Role};
@@ -64,7 +65,7 @@ pub use crate::preset::{
 };
 pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
 pub use crate::session::{
-    Caption, EncodeProgress, FinishReason, Progress, Session, Timings, TokenCount,
+    Caption, EncodeProgress, FinishReason, Progress, Session, Timings, TokenCount, VideoReport,
 };
 pub use crate::source::{HubRepo, ModelSource, ResolvedModel};
 pub use crate::worker::{Event, Job, JobImage, Request, SubmitError, Worker};

@@ -9,6 +9,14 @@ pub const MEDIA_MARKER: &str = "<__media__>";
 /// Used when the text model's GGUF carries no `tokenizer.chat_template`.
 pub const FALLBACK_CHAT_TEMPLATE: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
 
+/// The template transformers' SmolVLM processor renders a conversation with
+/// when it holds a video (`DEFAULT_CHAT_TEMPLATE` in
+/// `models/smolvlm/processing_smolvlm.py`, transformers 4.57.6 line 57 and
+/// 5.25.0 line 45): SmolVLM's own template with a branch that emits
+/// `<video>`. As there, it replaces the model's template whenever a video is
+/// in the prompt (the published templates have no video branch).
+pub(crate) const VIDEO_CHAT_TEMPLATE: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% elif line['type'] == 'video' %}{{ '<video>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+
 /// What to ask about an image.
 ///
 /// ```
@@ -69,6 +77,18 @@ pub(crate) enum Segment {
     Plain(String),
     /// The image of this index, in the order given.
     Image(usize),
+    /// The video of this index (media are numbered together, images and
+    /// videos, in the order given): its frames and their text, until
+    /// [`expand_videos`] puts them in its place.
+    Video(usize),
+    /// One frame of a video: its image tokens alone (the text around it is
+    /// in the segments around it).
+    Frame {
+        /// The video's index among the media.
+        video: usize,
+        /// The frame's index among the video's frames.
+        frame: usize,
+    },
 }
 
 /// One part of a message, as the renderer sees it.
@@ -78,6 +98,8 @@ pub(crate) enum RenderPart<'a> {
     Text(&'a str),
     /// The image of this index: the template emits `<image>` for it.
     Image(usize),
+    /// The video of this index: the video template emits `<video>` for it.
+    Video(usize),
 }
 
 /// One message, as the renderer sees it.
@@ -103,6 +125,9 @@ fn stand_in(id: usize) -> String {
 /// What the template emits for an image part.
 const TEMPLATE_IMAGE: &str = "<image>";
 
+/// What the video template emits for a video part.
+const TEMPLATE_VIDEO: &str = "<video>";
+
 /// Renders `prompt` about `images` images with `template` (or the fallback).
 /// A user prompt is one user turn holding the images and then the text; a
 /// raw prompt must hold the media marker once per image.
@@ -111,11 +136,41 @@ pub(crate) fn render(
     prompt: &Prompt,
     images: usize,
 ) -> Result<Vec<Segment>, CaptionError> {
+    render_media(template, prompt, &vec![false; images])
+}
+
+/// Like [`render`], about media of which `videos[i]` says whether media `i`
+/// is a video. A raw prompt's marker stands for a video as for an image.
+pub(crate) fn render_media(
+    template: Option<&str>,
+    prompt: &Prompt,
+    videos: &[bool],
+) -> Result<Vec<Segment>, CaptionError> {
     let user = match prompt {
-        Prompt::Raw(raw) => return split_raw(raw, images),
+        Prompt::Raw(raw) => {
+            let mut segments = split_raw(raw, videos.len())?;
+            for segment in &mut segments {
+                if let Segment::Image(i) = *segment {
+                    if videos.get(i) == Some(&true) {
+                        *segment = Segment::Video(i);
+                    }
+                }
+            }
+            return Ok(segments);
+        }
         Prompt::User(user) => user,
     };
-    let mut parts: Vec<RenderPart<'_>> = (0..images).map(RenderPart::Image).collect();
+    let mut parts: Vec<RenderPart<'_>> = videos
+        .iter()
+        .enumerate()
+        .map(|(i, &video)| {
+            if video {
+                RenderPart::Video(i)
+            } else {
+                RenderPart::Image(i)
+            }
+        })
+        .collect();
     parts.push(RenderPart::Text(user));
     render_messages(
         template,
@@ -142,13 +197,21 @@ pub(crate) fn render_messages(
             }
         }
     }
-    let template = template.unwrap_or(FALLBACK_CHAT_TEMPLATE);
+    let has_video = messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .any(|p| matches!(p, RenderPart::Video(_)));
+    let template = if has_video {
+        VIDEO_CHAT_TEMPLATE
+    } else {
+        template.unwrap_or(FALLBACK_CHAT_TEMPLATE)
+    };
     let texts: Vec<&str> = messages
         .iter()
         .flat_map(|m| &m.parts)
         .filter_map(|p| match p {
             RenderPart::Text(text) => Some(*text),
-            RenderPart::Image(_) => None,
+            RenderPart::Image(_) | RenderPart::Video(_) => None,
         })
         .collect();
     let image_ids: Vec<usize> = messages
@@ -156,6 +219,14 @@ pub(crate) fn render_messages(
         .flat_map(|m| &m.parts)
         .filter_map(|p| match p {
             RenderPart::Image(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let video_ids: Vec<usize> = messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .filter_map(|p| match p {
+            RenderPart::Video(id) => Some(*id),
             _ => None,
         })
         .collect();
@@ -167,11 +238,18 @@ pub(crate) fn render_messages(
             "the template emitted {emitted} images where {images} were given"
         )));
     }
+    let videos = video_ids.len();
+    let emitted = rendered.matches(TEMPLATE_VIDEO).count();
+    if emitted != videos {
+        return Err(CaptionError::Template(format!(
+            "the template emitted {emitted} videos where {videos} were given"
+        )));
+    }
     // A template that transforms, repeats or drops a message's text
     // leaves no way to tell the user's text from the template's own: its
     // special tokens would have to be parsed in the user's text too, and a
     // user could then type a control token. Refuse instead.
-    let segments = place(&rendered, &texts, &image_ids)
+    let segments = place(&rendered, &texts, &image_ids, &video_ids)
         .map_err(|why| CaptionError::TemplateRewritesText { why })?;
     if rendered.contains('\0') {
         return Err(CaptionError::NulInPrompt);
@@ -204,8 +282,10 @@ fn render_template(
                 .parts
                 .iter()
                 .map(|part| {
-                    if let RenderPart::Image(_) = part {
-                        return minijinja::context! { type => "image" };
+                    match part {
+                        RenderPart::Image(_) => return minijinja::context! { type => "image" },
+                        RenderPart::Video(_) => return minijinja::context! { type => "video" },
+                        RenderPart::Text(_) => {}
                     }
                     let text = stand_in(id);
                     id += 1;
@@ -234,23 +314,37 @@ fn place(
     rendered: &str,
     texts: &[&str],
     image_ids: &[usize],
+    video_ids: &[usize],
 ) -> Result<Vec<Segment>, &'static str> {
     let mut segments = Vec::new();
     let mut seen = vec![false; texts.len()];
     let mut next_image = 0;
+    let mut next_video = 0;
     let mut rest = rendered;
     let mut special = String::new();
     loop {
-        let image_at = rest.find(TEMPLATE_IMAGE);
-        let stand_in_at = rest.find(STAND_IN);
-        let at = match (image_at, stand_in_at) {
-            (None, None) => break,
-            (Some(i), Some(s)) => i.min(s),
-            (Some(i), None) => i,
-            (None, Some(s)) => s,
-        };
+        let at = [
+            rest.find(TEMPLATE_IMAGE),
+            rest.find(TEMPLATE_VIDEO),
+            rest.find(STAND_IN),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(at) = at else { break };
         special.push_str(&rest[..at]);
         rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix(TEMPLATE_VIDEO) {
+            rest = after;
+            let Some(&id) = video_ids.get(next_video) else {
+                special.push_str(TEMPLATE_VIDEO);
+                continue;
+            };
+            flush(&mut segments, &mut special);
+            segments.push(Segment::Video(id));
+            next_video += 1;
+            continue;
+        }
         if let Some(after) = rest.strip_prefix(TEMPLATE_IMAGE) {
             rest = after;
             let Some(&id) = image_ids.get(next_image) else {
@@ -285,6 +379,43 @@ fn place(
         return Err("it dropped a message's text");
     }
     Ok(segments)
+}
+
+/// Puts each video's text and frames where the template put the video, as
+/// the SmolVLM processor expands `<video>`: its text is the template's own
+/// (special tokens parsed: the frames' wrapper tokens are in it), and
+/// joins the template text around it, so `User: ` and the intro are
+/// tokenized as one string, as the reference processor does.
+pub(crate) fn expand_videos(
+    segments: &[Segment],
+    pieces: &dyn Fn(usize) -> Vec<crate::video::VideoPiece>,
+) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
+    let push_special = |out: &mut Vec<Segment>, text: String| {
+        if let Some(Segment::Special(before)) = out.last_mut() {
+            before.push_str(&text);
+        } else if !text.is_empty() {
+            out.push(Segment::Special(text));
+        }
+    };
+    for segment in segments {
+        match segment {
+            Segment::Video(video) => {
+                for piece in pieces(*video) {
+                    match piece {
+                        crate::video::VideoPiece::Text(text) => push_special(&mut out, text),
+                        crate::video::VideoPiece::Frame(frame) => out.push(Segment::Frame {
+                            video: *video,
+                            frame,
+                        }),
+                    }
+                }
+            }
+            Segment::Special(text) => push_special(&mut out, text.clone()),
+            other => out.push(other.clone()),
+        }
+    }
+    out
 }
 
 /// Moves the whitespace that ends a template segment into the text that

@@ -18,6 +18,7 @@ use crate::image::{ImageInput, ImageOptions};
 use crate::model::Model;
 use crate::prompt::Prompt;
 use crate::session::{Caption, EncodeProgress, Progress, Session};
+use crate::video::Video;
 
 /// An image a job owns: it travels to a worker thread.
 #[derive(Debug, Clone)]
@@ -122,6 +123,13 @@ impl Request {
         Self::with_input(Input::Reply(Box::new(conversation)))
     }
 
+    /// A request to answer `prompt` about a video, as
+    /// [`Session::ask_video`] does; each frame's encode is an
+    /// [`Event::Encoding`].
+    pub fn video(video: Video, prompt: impl Into<Prompt>) -> Self {
+        Self::with_input(Input::Video(Box::new(video), prompt.into()))
+    }
+
     fn with_input(input: Input) -> Self {
         Self {
             input,
@@ -162,6 +170,7 @@ impl Request {
 enum Input {
     Caption(JobImage, Prompt),
     Reply(Box<Conversation>),
+    Video(Box<Video>, Prompt),
     /// Panics in the session thread: the unit tests' stand-in for a bug.
     #[cfg(test)]
     Panic,
@@ -556,6 +565,9 @@ fn serve_until_stopped(
                 session.caption_observed(image.input(), prompt.clone(), &options, observer)
             }
             Input::Reply(conversation) => session.reply_observed(conversation, &options, observer),
+            Input::Video(video, prompt) => {
+                session.ask_video_observed(video, prompt.clone(), &options, observer)
+            }
             #[cfg(test)]
             Input::Panic => panic!("a test's panicking job"),
         }));

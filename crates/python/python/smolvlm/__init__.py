@@ -154,16 +154,36 @@ class Model:
 
     def ask(
         self,
-        images: Iterable[ImageLike],
-        prompt: str,
+        images: Iterable[ImageLike] = (),
+        prompt: str = DEFAULT_PROMPT,
         max_tokens: Optional[int] = None,
         temperature: float = 0.0,
         seed: int = 0,
         stop: Sequence[str] = (),
         timeout: Optional[float] = None,
+        video: Union[str, os.PathLike, bytes, None] = None,
+        sample_fps: Optional[float] = None,
+        max_frames: Optional[int] = None,
+        frame_rate: Optional[float] = None,
     ) -> Caption:
         """One answer about several images (or none), given in order, then
-        the prompt, in one user turn. Each image is encoded once."""
+        the prompt, in one user turn. Each image is encoded once.
+
+        With ``video`` (a path to an animated GIF, WebP or APNG, to an MP4,
+        WebM, MOV or MKV (needs ffmpeg on PATH), or to a folder of frames
+        at ``frame_rate`` frames per second; or encoded bytes), the answer
+        is about the video instead, seen as SmolVLM2 was trained to see one:
+        frames sampled at ``sample_fps`` (default 1), at most ``max_frames``
+        (default 64, fewer when they would not fit), each one overview
+        image. ``caption.videos`` tells what was shown."""
+        if video is not None:
+            if list(images):
+                raise TypeError("ask takes images or a video, not both")
+            source = bytes(video) if isinstance(video, (bytes, bytearray, memoryview)) else os.fspath(video)
+            return self._native.ask_video(
+                source, prompt, max_tokens, temperature, seed, list(stop), timeout,
+                sample_fps, max_frames, frame_rate,
+            )
         return self._native.ask(
             [_image(i) for i in images], prompt, max_tokens, temperature, seed, list(stop), timeout
         )

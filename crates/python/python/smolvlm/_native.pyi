@@ -29,6 +29,12 @@ class Image:
     def rgba(width: int, height: int, pixels: bytes) -> "Image":
         """RGBA pixels; the alpha is composited onto white, as for a file."""
 
+class VideoReport:
+    frames: int
+    sampled: int
+    seconds: float
+    timestamps: List[float]
+
 class Caption:
     text: str
     tokens: List[int]
@@ -40,6 +46,8 @@ class Caption:
     images: int
     images_encoded: int
     cached_tokens: int
+    frames: int
+    videos: List[VideoReport]
 
 class Stream(Iterator[str]):
     def __iter__(self) -> "Stream": ...
@@ -63,6 +71,7 @@ class Model:
     def info(self) -> Dict[str, object]: ...
     def caption(self, image: Image, prompt: str, max_tokens: Optional[int] = None, temperature: float = 0.0, seed: int = 0, stop: Sequence[str] = ..., timeout: Optional[float] = None) -> Caption: ...
     def ask(self, images: List[Image], prompt: str, max_tokens: Optional[int] = None, temperature: float = 0.0, seed: int = 0, stop: Sequence[str] = ..., timeout: Optional[float] = None) -> Caption: ...
+    def ask_video(self, video: Union[str, bytes], prompt: str, max_tokens: Optional[int] = None, temperature: float = 0.0, seed: int = 0, stop: Sequence[str] = ..., timeout: Optional[float] = None, sample_fps: Optional[float] = None, max_frames: Optional[int] = None, frame_rate: Optional[float] = None) -> Caption: ...
     def chat(self, system: Optional[str] = None) -> Chat: ...
     def stream(self, image: Image, prompt: str, max_tokens: Optional[int] = None, temperature: float = 0.0, seed: int = 0, stop: Sequence[str] = ..., timeout: Optional[float] = None) -> Stream: ...
     def caption_many(self, images: List[Image], prompt: str, max_tokens: Optional[int] = None, temperature: float = 0.0, seed: int = 0, stop: Sequence[str] = ..., timeout: Optional[float] = None, parallel: int = 1) -> List[Union[Caption, SmolVLMError]]: ...

@@ -21,7 +21,7 @@ mod decode;
 mod input;
 mod jpeg;
 mod plan;
-mod resize;
+pub(crate) mod resize;
 mod trim;
 
 use std::borrow::Cow;

@@ -22,10 +22,20 @@ impl std::fmt::Debug for ImageKey {
 
 impl ImageKey {
     pub(crate) fn of(bitmap: &Bitmap) -> Self {
+        Self::of_pixels(bitmap.width(), bitmap.height(), bitmap.data())
+    }
+
+    /// The key of RGB pixels before they become a bitmap (a video frame):
+    /// the same as the bitmap's.
+    pub(crate) fn of_rgb(rgb: &image::RgbImage) -> Self {
+        Self::of_pixels(rgb.width(), rgb.height(), rgb.as_raw())
+    }
+
+    fn of_pixels(width: u32, height: u32, rgb: &[u8]) -> Self {
         let mut hash = Sha256::new();
-        hash.update(bitmap.width().to_le_bytes());
-        hash.update(bitmap.height().to_le_bytes());
-        hash.update(bitmap.data());
+        hash.update(width.to_le_bytes());
+        hash.update(height.to_le_bytes());
+        hash.update(rgb);
         Self(hash.finalize().into())
     }
 }
@@ -56,11 +66,18 @@ pub(crate) struct ImageEntry {
     pub tiles: usize,
 }
 
-/// A prompt tokenized: text tokens, and images by index, in order.
+/// A prompt tokenized: text tokens, images by index, and video frames by
+/// video index and frame, in order.
 #[derive(Debug)]
 pub(crate) enum Item {
     Tokens(Vec<Token>),
     Image(usize),
+    /// One frame of a video: one overview image, its text in the tokens
+    /// around it.
+    Frame {
+        video: usize,
+        frame: usize,
+    },
 }
 
 /// Where a prompt stops matching what the KV cache holds: the item and the
@@ -113,16 +130,16 @@ impl Ledger {
     }
 
     /// How much of the prompt is held already, from the start: text token
-    /// by token, images whole by key (`keys[i]` is image `i`'s, if known).
-    /// At least the last entry is left to evaluate, for the logits the first
-    /// token is sampled from. Returns the start and, for each image found
-    /// held, its entry.
+    /// by token, images and frames whole by key (`key_of` gives an image or
+    /// frame item's key, if known). At least the last entry is left to
+    /// evaluate, for the logits the first token is sampled from. Returns the
+    /// start and, for each image item found held, its entry (by item).
     pub(crate) fn matching(
         &self,
         items: &[Item],
-        keys: &[Option<ImageKey>],
+        key_of: &dyn Fn(&Item) -> Option<ImageKey>,
     ) -> (Start, Vec<Option<ImageEntry>>) {
-        let mut held = vec![None; keys.len()];
+        let mut held = vec![None; items.len()];
         let mut at = Start::default();
         for (k, item) in items.iter().enumerate() {
             at.item = k;
@@ -137,16 +154,18 @@ impl Ledger {
                         at.pos += 1;
                     }
                 }
-                Item::Image(i) => match (self.entries.get(at.entries), keys.get(*i)) {
-                    (Some(Entry::Image(e)), Some(Some(key))) if *key == e.key => {
-                        if let Some(slot) = held.get_mut(*i) {
-                            *slot = Some(*e);
+                Item::Image(_) | Item::Frame { .. } => {
+                    match (self.entries.get(at.entries), key_of(item)) {
+                        (Some(Entry::Image(e)), Some(key)) if key == e.key => {
+                            if let Some(slot) = held.get_mut(k) {
+                                *slot = Some(*e);
+                            }
+                            at.entries += 1;
+                            at.pos += e.positions;
                         }
-                        at.entries += 1;
-                        at.pos += e.positions;
+                        _ => return (at, held),
                     }
-                    _ => return (at, held),
-                },
+                }
             }
         }
         // All of it is there: evaluate its last entry again.
@@ -160,7 +179,7 @@ impl Ledger {
                 entries: at.entries - 1,
                 pos: at.pos - entry.positions(),
             },
-            (Some(Item::Image(_)), Some(entry @ Entry::Image(_))) => Start {
+            (Some(Item::Image(_) | Item::Frame { .. }), Some(entry @ Entry::Image(_))) => Start {
                 item: items.len() - 1,
                 offset: 0,
                 entries: at.entries - 1,
@@ -250,7 +269,7 @@ mod tests {
             Item::Image(0),
             Item::Tokens(vec![Token(2), Token(3)]),
         ];
-        let (start, found) = held.matching(&items, &[Some(key(7))]);
+        let (start, found) = held.matching(&items, &|_| Some(key(7)));
         assert_eq!(
             start,
             Start {
@@ -260,18 +279,18 @@ mod tests {
                 pos: 132
             }
         );
-        assert!(found[0].is_some());
+        assert!(found[1].is_some());
         // Another image: everything from it on is evaluated.
-        let (start, found) = held.matching(&items, &[Some(key(8))]);
+        let (start, found) = held.matching(&items, &|_| Some(key(8)));
         assert_eq!((start.item, start.entries, start.pos), (1, 1, 1));
-        assert!(found[0].is_none());
+        assert!(found[1].is_none());
     }
 
     #[test]
     fn a_prompt_held_whole_evaluates_its_last_entry_again() {
         let held = ledger(&[Entry::Token(Token(1)), image(7, 130)]);
         let items = [Item::Tokens(vec![Token(1)]), Item::Image(0)];
-        let (start, _) = held.matching(&items, &[Some(key(7))]);
+        let (start, _) = held.matching(&items, &|_| Some(key(7)));
         assert_eq!(
             start,
             Start {
@@ -282,7 +301,7 @@ mod tests {
             }
         );
         let items = [Item::Tokens(vec![Token(1)])];
-        let (start, _) = held.matching(&items, &[]);
+        let (start, _) = held.matching(&items, &|_| None);
         assert_eq!(start, Start::default());
     }
 }

@@ -11,6 +11,7 @@ mod generate;
 mod ledger;
 mod prefill;
 mod report;
+mod video;
 
 use std::time::{Duration, Instant};
 
@@ -21,11 +22,15 @@ use crate::error::{CaptionError, Error, Result, Stage};
 use crate::generation::GenerationOptions;
 use crate::image::{ImageInput, ImageOptions, Preprocessor};
 use crate::model::Model;
-use crate::prompt::{render, Prompt, Segment, MEDIA_MARKER};
+use crate::prompt::{render, render_media, Prompt, Segment, MEDIA_MARKER};
+use crate::video::Video;
 
 pub(crate) use self::ledger::ImageKey;
-use self::ledger::{Ledger, Start};
-pub use self::report::{Caption, EncodeProgress, FinishReason, Progress, Timings, TokenCount};
+use self::ledger::{Item, Ledger, Start};
+pub use self::report::{
+    Caption, EncodeProgress, FinishReason, Progress, Timings, TokenCount, VideoReport,
+};
+pub(crate) use self::video::VideoPlan;
 
 /// One worker's engine state: a llama context (its KV cache) and a vision
 /// encoder of its own, with a handle to its [`Model`] (a cheap clone), so it
@@ -97,17 +102,44 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// An image for a prompt.
+/// An image or a video, as a prompt holds it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MediaInput<'i> {
+    Image(ImageInput<'i>),
+    Video(&'i Video),
+}
+
+/// A medium of a prompt.
 pub(crate) struct Media<'i> {
-    pub input: ImageInput<'i>,
-    /// Its key, when an earlier call computed it (a conversation keeps the
-    /// keys of its images, so a follow-up need not prepare them again).
+    pub input: MediaInput<'i>,
+    /// An image's key, when an earlier call computed it (a conversation
+    /// keeps the keys of its images, so a follow-up need not prepare them
+    /// again).
     pub key: Option<ImageKey>,
+    /// A video's frames, when an earlier call chose them (a conversation
+    /// keeps them, so a follow-up shows the same frames).
+    pub plan: Option<std::sync::Arc<VideoPlan>>,
 }
 
 impl<'i> Media<'i> {
     pub(crate) fn new(input: ImageInput<'i>) -> Self {
-        Self { input, key: None }
+        Self {
+            input: MediaInput::Image(input),
+            key: None,
+            plan: None,
+        }
+    }
+
+    pub(crate) fn video(video: &'i Video) -> Self {
+        Self {
+            input: MediaInput::Video(video),
+            key: None,
+            plan: None,
+        }
+    }
+
+    fn is_video(&self) -> bool {
+        matches!(self.input, MediaInput::Video(_))
     }
 }
 
@@ -315,6 +347,59 @@ impl Session {
         self.run(started, &segments, &mut media, options, observer)
     }
 
+    /// Answers one prompt about a video, as SmolVLM2 was trained to see one:
+    /// frames sampled as its processor samples them (by default one per
+    /// second, at most 64, the first and last second skipped on long
+    /// videos), each frame one overview image after its time (`Frame from
+    /// 00:05:`), all after a line giving the frame count and the duration.
+    /// No tile is encoded for a frame. If the frames and the prompt do not
+    /// fit the context with room for `max_tokens`, fewer frames are sampled
+    /// (the same rule, a lower maximum); [`Caption::videos`] says how many
+    /// were sampled and how many shown.
+    ///
+    /// ```no_run
+    /// # let model: smolvlm::Model = unimplemented!();
+    /// use smolvlm::video::Video;
+    /// let mut session = model.session()?;
+    /// let answer = session.ask_video(&Video::file("clip.mp4"), "What happens?", &Default::default())?;
+    /// println!("{} ({} frames)", answer.text, answer.videos[0].frames);
+    /// # Ok::<(), smolvlm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ask`](Self::ask); [`VideoError`](crate::video::VideoError) for a
+    /// video that cannot be read (no `ffmpeg` for an MP4, say);
+    /// [`CaptionError::VideoTooLong`] when even one frame does not fit.
+    pub fn ask_video(
+        &mut self,
+        video: &Video,
+        prompt: impl Into<Prompt>,
+        options: &GenerationOptions,
+    ) -> Result<Caption> {
+        self.ask_video_observed(video, prompt, options, |_| {})
+    }
+
+    /// Like [`ask_video`](Self::ask_video), and tells `observer` what is
+    /// done as it happens: each frame is one encode of
+    /// [`Progress::Encoding`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ask_video`](Self::ask_video).
+    pub fn ask_video_observed(
+        &mut self,
+        video: &Video,
+        prompt: impl Into<Prompt>,
+        options: &GenerationOptions,
+        observer: impl FnMut(Progress<'_>),
+    ) -> Result<Caption> {
+        let started = Instant::now();
+        let mut media = [Media::video(video)];
+        let segments = render_media(self.model.chat_template(), &prompt.into(), &[true])?;
+        self.run(started, &segments, &mut media, options, observer)
+    }
+
     /// Answers the conversation's last user turn, and appends the answer to
     /// it as the assistant's turn. A follow-up evaluates only what is new:
     /// the earlier turns and their images are still in this session's KV
@@ -371,9 +456,10 @@ impl Session {
         let segments = conversation.render(self.model.chat_template())?;
         let mut media = conversation.media(&shaping);
         let caption = self.run(started, &segments, &mut media, options, observer)?;
-        let keys: Vec<Option<ImageKey>> = media.iter().map(|m| m.key).collect();
+        let learned: Vec<(Option<ImageKey>, Option<std::sync::Arc<VideoPlan>>)> =
+            media.iter().map(|m| (m.key, m.plan.clone())).collect();
         drop(media);
-        conversation.remember(&shaping, &keys);
+        conversation.remember(&shaping, &learned);
         conversation.assistant(caption.text.trim());
         Ok(caption)
     }
@@ -404,12 +490,29 @@ impl Session {
         let mut timings = Timings::default();
 
         let t = Instant::now();
-        let (items, mut planned) = self.plan(segments, media, &watchdog, &mut timings)?;
-        let keys: Vec<Option<ImageKey>> = planned.iter().map(|p| p.key).collect();
-        let (start, held) = self.ledger.matching(&items, &keys);
-        for (p, entry) in planned.iter_mut().zip(held) {
-            if entry.is_some() {
-                p.entry = entry;
+        let mut planned = self.prepare(segments, media, &watchdog, &mut timings)?;
+        let items = if media.iter().any(Media::is_video) {
+            let answer = options.max_tokens() as usize;
+            let items = self.fit_videos(segments, &mut planned, media, answer, &mut timings)?;
+            self.read_videos(&mut planned, media, &mut timings)?;
+            items
+        } else {
+            self.tokenize_prompt(segments, &planned)?
+        };
+        let key_of = |item: &Item| match item {
+            Item::Image(i) => planned.get(*i).and_then(|p| p.key),
+            Item::Frame { video, frame } => planned
+                .get(*video)
+                .and_then(|p| p.video.plan.as_ref())
+                .and_then(|plan| plan.keys.get(*frame).copied()),
+            Item::Tokens(_) => None,
+        };
+        let (start, held) = self.ledger.matching(&items, &key_of);
+        for (item, entry) in items.iter().zip(held) {
+            if let (Item::Image(i), Some(entry)) = (item, entry) {
+                if let Some(p) = planned.get_mut(*i) {
+                    p.entry = Some(entry);
+                }
             }
         }
         let counts = self.count(&items, &mut planned, start, media, &mut timings)?;
@@ -429,26 +532,37 @@ impl Session {
             &mut observer,
             &mut timings,
         );
-        let (n_past, start, images_encoded) = prefilled.inspect_err(|_| self.rollback())?;
+        let done = prefilled.inspect_err(|_| self.rollback())?;
         observer(Progress::Prefilled {
             encode: timings.encode,
             prefill: timings.prefill,
         });
 
         let t = Instant::now();
-        let generated = self.generate(n_past, options, sampler, &watchdog, &mut |piece: &str| {
-            if !piece.is_empty() {
-                observer(Progress::Text(piece));
-            }
-        });
+        let generated = self.generate(
+            done.n_past,
+            options,
+            sampler,
+            &watchdog,
+            &mut |piece: &str| {
+                if !piece.is_empty() {
+                    observer(Progress::Text(piece));
+                }
+            },
+        );
         timings.generate = t.elapsed();
         let (text, tokens, finish) = generated.inspect_err(|_| self.rollback())?;
         let json = match options.schema_validator()? {
             Some(schema) => Some(checked_json(text.clone(), finish, &schema)?),
             None => None,
         };
+        let mut videos = Vec::new();
         for (m, p) in media.iter_mut().zip(&planned) {
             m.key = p.key;
+            if let Some(plan) = &p.video.plan {
+                videos.push(VideoReport::of(plan));
+                m.plan = Some(std::sync::Arc::clone(plan));
+            }
         }
         timings.total = started.elapsed();
         tracing::debug!(?timings, tokens = tokens.len(), "caption done");
@@ -461,10 +575,14 @@ impl Session {
             finish,
             timings,
             json,
-            reused_image: counts.images > 0 && images_encoded == 0,
+            reused_image: counts.images + counts.frames > 0
+                && done.images_encoded + done.frames_encoded == 0,
             images: counts.images,
-            images_encoded,
-            cached_tokens: start.pos as usize,
+            images_encoded: done.images_encoded,
+            cached_tokens: done.start.pos as usize,
+            frames: counts.frames,
+            frames_encoded: done.frames_encoded,
+            videos,
         })
     }
 
@@ -495,7 +613,8 @@ impl Session {
         let mut timings = Timings::default();
         let segments = render(self.model.chat_template(), &prompt.into(), 1)?;
         let media = [Media::new(image.into())];
-        let (items, mut planned) = self.plan(&segments, &media, &watchdog, &mut timings)?;
+        let mut planned = self.prepare(&segments, &media, &watchdog, &mut timings)?;
+        let items = self.tokenize_prompt(&segments, &planned)?;
         let counts = self.count(&items, &mut planned, Start::default(), &media, &mut timings)?;
         timings.total = started.elapsed();
         timings.tokenize = timings

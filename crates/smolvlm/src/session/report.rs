@@ -162,6 +162,52 @@ pub struct Caption {
     /// began the same way. A follow-up in a conversation reuses all of it
     /// but its new turn.
     pub cached_tokens: usize,
+    /// Video frames in the prompt (each one overview image, counted in
+    /// `image_tokens`, never in `tiles`).
+    pub frames: usize,
+    /// Of those, how many the vision encoder encoded in this call.
+    pub frames_encoded: usize,
+    /// Each video of the prompt, in order: what was sampled and shown.
+    pub videos: Vec<VideoReport>,
+}
+
+/// What a video of a prompt showed the model.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct VideoReport {
+    /// Frames shown to the model.
+    pub frames: usize,
+    /// Frames SmolVLM2's sampling rule chose (at most its frame limit),
+    /// before any cut to fit the context: more than `frames` when frames
+    /// were cut.
+    pub sampled: usize,
+    /// The video's duration in seconds.
+    pub seconds: f64,
+    /// Frames in the video.
+    pub source_frames: u64,
+    /// The video's frame rate.
+    pub source_fps: f64,
+    /// The time of each frame shown, in seconds.
+    pub timestamps: Vec<f64>,
+}
+
+impl VideoReport {
+    pub(crate) fn of(plan: &super::VideoPlan) -> Self {
+        Self {
+            frames: plan.frames(),
+            sampled: plan.sampled,
+            seconds: plan.meta.duration,
+            source_frames: plan.meta.total_frames,
+            source_fps: plan.meta.fps,
+            timestamps: plan.seconds(),
+        }
+    }
+
+    /// Whether frames were cut to fit the context.
+    #[must_use]
+    pub fn was_cut(&self) -> bool {
+        self.frames < self.sampled
+    }
 }
 
 /// What an image and prompt cost in tokens, from
