@@ -113,9 +113,11 @@ pub struct ModelArgs {
     /// one token. Neither costs measurably.
     #[arg(long)]
     pub no_warmup: bool,
-    /// Context size in tokens (prompt + image + caption).
-    #[arg(long, default_value_t = 4096)]
-    pub ctx_size: u32,
+    /// Context size in tokens (prompt + images or video frames + answer)
+    /// [default: 4096; with a video 8192, SmolVLM2's own, where its 64
+    /// frames fit].
+    #[arg(long, value_name = "TOKENS")]
+    pub ctx_size: Option<u32>,
     /// The token budget: at most this many image tiles (plus the overview) per image.
     ///
     /// The speed dial: at real scale a caption is almost all vision
@@ -201,16 +203,26 @@ pub struct ChatArgs {
 #[derive(Debug, Args, Clone, Copy)]
 pub struct VideoArgs {
     /// Frames sampled per second of video [default: 1, SmolVLM2's].
-    #[arg(long, value_name = "FPS")]
+    #[arg(long, value_name = "FPS", value_parser = rate)]
     pub sample_fps: Option<f64>,
     /// At most this many frames per video [default: 64, SmolVLM2's];
     /// fewer are sampled when they would not fit the context.
     #[arg(long, value_name = "N")]
-    pub max_frames: Option<usize>,
+    pub max_frames: Option<std::num::NonZeroUsize>,
     /// The frame rate of a folder of frames given as a video (required for
     /// a folder; a video file says its own).
-    #[arg(long, value_name = "FPS")]
+    #[arg(long, value_name = "FPS", value_parser = rate)]
     pub frame_rate: Option<f64>,
+}
+
+/// A frame rate: a finite number of frames per second above 0.
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(fps) if fps.is_finite() && fps > 0.0 => Ok(fps),
+        _ => Err(format!(
+            "'{text}' is not a frame rate: give frames per second above 0"
+        )),
+    }
 }
 
 impl VideoArgs {
@@ -232,7 +244,7 @@ impl VideoArgs {
             video = video.with_fps(fps);
         }
         if let Some(n) = self.max_frames {
-            video = video.with_max_frames(n);
+            video = video.with_max_frames(n.get());
         }
         Ok(video)
     }

@@ -17,10 +17,12 @@ use crate::model::ModelSettings;
 use crate::records::Captioned;
 
 /// The record `ask -o FILE` writes: the caption record's fields, with the
-/// images and the prompt instead of one path.
+/// images (or the video) and the prompt instead of one path.
 #[derive(Serialize)]
 struct AskRecord<'a> {
     images: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    video: Option<String>,
     prompt: &'a str,
     #[serde(flatten)]
     answer: serde_json::Value,
@@ -28,7 +30,7 @@ struct AskRecord<'a> {
 
 /// Runs `smolvlm ask`.
 pub fn ask(args: &AskArgs) -> Exit {
-    let (mut session, options) = match start(&args.answer) {
+    let (mut session, options) = match start(&args.answer, args.video.is_some()) {
         Ok(started) => started,
         Err(message) => return Exit::usage(&message),
     };
@@ -54,10 +56,9 @@ pub fn ask(args: &AskArgs) -> Exit {
         }
     };
     println!();
-    let media: Vec<PathBuf> = args.video.iter().chain(&args.images).cloned().collect();
     match answer {
         Ok(caption) => match &args.output {
-            Some(path) => match write_record(path, &media, &prompt, &caption) {
+            Some(path) => match write_record(path, args, &prompt, &caption) {
                 Ok(()) => Exit::Success,
                 Err(message) => Exit::usage(&message),
             },
@@ -77,8 +78,11 @@ pub fn ask(args: &AskArgs) -> Exit {
 /// # Errors
 ///
 /// A message naming the bad flag, file or model.
-fn start(args: &AnswerArgs) -> Result<(Session, GenerationOptions), String> {
-    let settings = ModelSettings::resolve(&args.model, 1, args.timeout, args.smart_crop)?;
+fn start(args: &AnswerArgs, video: bool) -> Result<(Session, GenerationOptions), String> {
+    let mut settings = ModelSettings::resolve(&args.model, 1, args.timeout, args.smart_crop)?;
+    if video {
+        settings = settings.for_video(&args.model);
+    }
     for warning in &settings.warnings {
         eprintln!("smolvlm: warning: {warning}");
     }
@@ -102,19 +106,18 @@ fn print_text() -> impl FnMut(smolvlm::Progress<'_>) {
 
 fn write_record(
     path: &Path,
-    images: &[PathBuf],
+    args: &AskArgs,
     prompt: &Prompt,
     caption: &Caption,
 ) -> Result<(), String> {
+    let text = |p: &PathBuf| p.to_string_lossy().into_owned();
     let prompt = match prompt {
         Prompt::User(text) | Prompt::Raw(text) => text.as_str(),
     };
     let answer = crate::records::caption_json(&Captioned::from_caption(caption));
     let record = AskRecord {
-        images: images
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect(),
+        images: args.images.iter().map(text).collect(),
+        video: args.video.as_ref().map(text),
         prompt,
         answer,
     };
@@ -133,7 +136,7 @@ Ctrl-C stops an answer; the conversation goes on without it.";
 
 /// Runs `smolvlm chat`.
 pub fn chat(args: &ChatArgs) -> Exit {
-    let (mut session, options) = match start(&args.answer) {
+    let (mut session, options) = match start(&args.answer, false) {
         Ok(started) => started,
         Err(message) => return Exit::usage(&message),
     };

@@ -41,6 +41,16 @@ pub struct ModelSettings {
 }
 
 impl ModelSettings {
+    /// These settings for a run that reads videos: the larger default
+    /// context, unless --ctx-size says otherwise.
+    #[must_use]
+    pub fn for_video(mut self, args: &ModelArgs) -> Self {
+        if args.ctx_size.is_none() {
+            self.load = self.load.with_context_size(VIDEO_CONTEXT_SIZE);
+        }
+        self
+    }
+
     /// Reads the config (if any) and applies the flags over it. `sessions`
     /// is how many sessions will share the cores; `timeout` and
     /// `smart_crop` are the caption flags of the same names.
@@ -153,6 +163,14 @@ pub fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
 }
 
+/// The context size without --ctx-size.
+const CONTEXT_SIZE: u32 = 4096;
+
+/// The context size without --ctx-size when videos are asked about:
+/// SmolVLM2's training context, where its 64 frames of 64 tokens (and
+/// their text) fit with room for the answer.
+const VIDEO_CONTEXT_SIZE: u32 = 8192;
+
 fn load_options(args: &ModelArgs, sessions: u32) -> LoadOptions {
     // Sessions run side by side: by default they split the cores between them.
     let threads = args.threads.map_or(
@@ -161,7 +179,7 @@ fn load_options(args: &ModelArgs, sessions: u32) -> LoadOptions {
     );
     let mut options = LoadOptions::default()
         .with_threads(threads)
-        .with_context_size(args.ctx_size)
+        .with_context_size(args.ctx_size.unwrap_or(CONTEXT_SIZE))
         .with_ubatch_size(args.ubatch_size)
         .with_flash_attention(args.flash_attn.into())
         .with_vision_flash_attention(args.vision_flash_attn.into())

@@ -415,7 +415,8 @@ pub(crate) fn expand_videos(
             other => out.push(other.clone()),
         }
     }
-    out
+    // The video's text ends in "\n\n": it joins the question after it.
+    spaces_to_text(out)
 }
 
 /// Moves the whitespace that ends a template segment into the text that

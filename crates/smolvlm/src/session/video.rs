@@ -89,3 +89,143 @@ impl PlannedVideo {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::time::Instant;
+
+    use image::codecs::gif::GifEncoder;
+    use image::{Delay, Rgba, RgbaImage};
+
+    use super::*;
+    use crate::prompt::render_media;
+    use crate::session::ledger::Item;
+    use crate::session::{Media, Timings};
+    use crate::{GenerationOptions, LoadOptions, Model, ModelFiles, Prompt, Session};
+
+    fn model() -> Model {
+        let pair = smolvlm_testkit::tiny_model();
+        let files = ModelFiles::new(pair.model, pair.mmproj);
+        Model::load(&files, &LoadOptions::default().with_threads(1)).unwrap()
+    }
+
+    /// A GIF of `n` frames, each shown `delay_ms`, each another colour.
+    fn gif(n: u32, delay_ms: u32) -> Vec<u8> {
+        gif_shifted(n, delay_ms, 0)
+    }
+
+    /// [`gif`] with its colours shifted by `shift` frames.
+    fn gif_shifted(n: u32, delay_ms: u32, shift: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        {
+            let mut encoder = GifEncoder::new(&mut bytes);
+            for i in 0..n {
+                let c = ((i + shift) * 40 % 256) as u8;
+                let pixels = RgbaImage::from_pixel(40, 30, Rgba([c, 255 - c, 90, 255]));
+                let delay = Delay::from_numer_denom_ms(delay_ms, 1);
+                let frame = image::Frame::from_parts(pixels, 0, 0, delay);
+                encoder.encode_frame(frame).unwrap();
+            }
+        }
+        bytes
+    }
+
+    /// The prompt's tokens as the session lays them out, each frame as the
+    /// model's image tokens (`<image>` repeated, as the reference processor
+    /// writes them).
+    fn laid_out(session: &mut Session, video: &Video, prompt: &str) -> (Vec<i32>, Vec<u64>) {
+        let segments = render_media(
+            session.model.chat_template(),
+            &Prompt::from(prompt),
+            &[true],
+        )
+        .unwrap();
+        let media = [Media::video(video)];
+        let options = GenerationOptions::default();
+        let watchdog = options.watchdog(Instant::now());
+        let mut timings = Timings::default();
+        let planned = session
+            .prepare(&segments, &media, &watchdog, &mut timings)
+            .unwrap();
+        let items = session.tokenize_prompt(&segments, &planned).unwrap();
+        let vocab = session.model.text().vocab();
+        let mut image = Vec::new();
+        vocab
+            .tokenize_into("<image>", &mut image, false, true)
+            .unwrap();
+        let [image] = image[..] else {
+            panic!("<image> is {image:?}")
+        };
+        let per_frame = session.model.vision().tokens_per_tile as usize;
+        let mut tokens = Vec::new();
+        for item in &items {
+            match item {
+                Item::Tokens(t) => tokens.extend(t.iter().map(|t| t.0)),
+                Item::Frame { .. } => tokens.extend(std::iter::repeat_n(image.0, per_frame)),
+                Item::Image(_) => panic!("a video prompt laid out an image"),
+            }
+        }
+        let plan = planned[0].video.plan.as_ref().unwrap();
+        (tokens, plan.indices.clone())
+    }
+
+    #[test]
+    fn a_video_prompt_is_tokenized_as_the_reference_processor_tokenizes_it() {
+        let model = model();
+        let mut session = model.session().unwrap();
+        // 12 frames of 0.5 s: 6 s at 2 fps, so one frame a second is 6
+        // frames, spread as numpy's linspace spreads them.
+        let video = Video::bytes(gif(12, 500));
+        let (ours, indices) = laid_out(&mut session, &video, "What happens?");
+        assert_eq!(indices, [0, 2, 4, 6, 8, 11]);
+
+        // transformers: the chat template renders `<video>`, the processor
+        // replaces it with this text, and the tokenizer reads it whole.
+        let image = "<image>".repeat(model.vision().tokens_per_tile as usize);
+        let mut reference = String::from(
+            "<|im_start|>User: You are provided the following series of six frames \
+             from a 0:00:06 [H:MM:SS] video.\n",
+        );
+        for stamp in ["00:00", "00:01", "00:02", "00:03", "00:04", "00:05"] {
+            reference.push_str(&format!(
+                "\nFrame from {stamp}:<fake_token_around_image><global-img>{image}\
+                 <fake_token_around_image>"
+            ));
+        }
+        reference.push_str("\n\nWhat happens?<end_of_utterance>\nAssistant:");
+        let vocab = model.text().vocab();
+        let mut theirs = Vec::new();
+        vocab
+            .tokenize_into(&reference, &mut theirs, vocab.adds_bos(), true)
+            .unwrap();
+        let theirs: Vec<i32> = theirs.iter().map(|t| t.0).collect();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn frames_are_read_at_the_tile_size_and_keyed() {
+        let video = Video::bytes(gif(5, 200));
+        let meta = video.probe().unwrap();
+        let mut planned = PlannedVideo {
+            plan: Some(Arc::new(VideoPlan::sample(&video, meta, 64))),
+            frames: None,
+        };
+        planned.read(&video, 64).unwrap();
+        let frames = planned.frames.as_ref().unwrap();
+        assert_eq!(frames.len(), 1, "1 s of video at 1 fps is one frame");
+        assert_eq!(frames[0].dimensions(), (64, 64));
+        let plan = planned.plan.as_ref().unwrap();
+        assert_eq!(plan.keys, [ImageKey::of_rgb(&frames[0])]);
+
+        // Read again from other pixels: the keys no longer match.
+        let other = Video::bytes(gif_shifted(5, 200, 1));
+        let mut again = PlannedVideo {
+            plan: planned.plan.clone(),
+            frames: None,
+        };
+        let err = again.read(&other, 64).unwrap_err();
+        assert_eq!(err.kind(), "video_changed");
+    }
+}
