@@ -23,4 +23,5 @@ mod jpeg;
 mod parity;
 mod real_scale;
 mod reliability;
+mod video;
 mod worker;

@@ -318,6 +318,26 @@ char *smolvlm_caption_rgb_with(smolvlm_session *s,
                                void *user,
                                smolvlm_error **err);
 
+// Answers about a video file, as SmolVLM2 sees one: frames sampled as its
+// processor samples them (one per second, at most 64, fewer when they
+// would not fit the context), each one overview image after its time. An
+// animated GIF, WebP or APNG is read by the library; an MP4, WebM, MOV,
+// MKV or AVI needs the `ffmpeg` and `ffprobe` programs on PATH (without
+// them: an error of kind `video_tool_missing` that says what to install).
+// A progress callback in `options` is told each frame's encode. Otherwise
+// as `smolvlm_caption_file_with`.
+//
+// # Safety
+//
+// As `smolvlm_caption_file_with`.
+char *smolvlm_caption_video_file(smolvlm_session *s,
+                                 const char *video_path,
+                                 const char *prompt,
+                                 const smolvlm_options *options,
+                                 smolvlm_text_fn on_text,
+                                 void *user,
+                                 smolvlm_error **err);
+
 // Frees a string returned by this library. `NULL` is ignored.
 //
 // # Safety

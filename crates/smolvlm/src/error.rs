@@ -311,7 +311,7 @@ pub enum CaptionError {
     /// A video does not fit the context even at one frame (its text and one
     /// frame's image tokens, the rest of the prompt, and room for the
     /// answer).
-    #[error("the prompt needs {tokens} tokens with one frame per video and {answer} for the answer, but the context holds {n_ctx}: use a larger context_size, a shorter prompt or fewer max_tokens")]
+    #[error("the prompt needs {tokens} tokens at one frame per video ({answer} of them kept for the answer), but the context holds {n_ctx}: use a larger context_size, a shorter prompt or fewer max_tokens")]
     VideoTooLong {
         /// Tokens needed: the prompt at one frame per video, and the answer.
         tokens: usize,
