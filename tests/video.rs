@@ -421,3 +421,104 @@ fn an_mp4_is_read_through_ffmpeg() {
         .unwrap();
     assert_eq!(from_bytes.tokens, caption.tokens);
 }
+
+/// `smolvlm caption` over a folder with `FILE` and these flags: its JSONL
+/// records by key.
+fn caption_folder(
+    dir: &TempDir,
+    records: &std::path::Path,
+    flags: &[&str],
+) -> (std::process::Output, Vec<serde_json::Value>) {
+    let f = files();
+    let out = Command::new(env!("CARGO_BIN_EXE_smolvlm"))
+        .arg("caption")
+        .args(["--model".as_ref(), f.model.as_os_str()])
+        .args(["--mmproj".as_ref(), f.mmproj.as_os_str()])
+        .args(["--threads", "2", "-n", "8"])
+        .args(flags)
+        .arg(&dir.0)
+        .arg("-o")
+        .arg(records)
+        .env_clear()
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(records).unwrap_or_default();
+    let lines = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    (out, lines)
+}
+
+fn by_key<'a>(records: &'a [serde_json::Value], key: &str) -> Vec<&'a serde_json::Value> {
+    records.iter().filter(|r| r["key"] == key).collect()
+}
+
+#[test]
+fn cli_caption_takes_a_folders_videos_only_with_video() {
+    let dir = TempDir::new("video-caption");
+    write_png(&gradient(96, 72), &dir.path("photo.png")).unwrap();
+    std::fs::write(dir.path("clip.gif"), gif(12, 500)).unwrap();
+    // Not a real MP4: with --video it is an error record of a video kind
+    // (whether or not ffmpeg is here), and the run goes on.
+    std::fs::write(dir.path("movie.mp4"), b"not a movie at all").unwrap();
+    let records = TempDir::new("video-caption-records");
+    let per_frame = model().vision().tokens_per_tile;
+
+    // Without --video the folder captions as it always did: the GIF as one
+    // image (its first frame), the MP4 skipped and counted.
+    let (out, plain) = caption_folder(&dir, &records.path("plain.jsonl"), &[]);
+    assert!(out.status.success(), "{}", dump(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 video skipped (--video captions them)"),
+        "{}",
+        dump(&out)
+    );
+    assert_eq!(plain.len(), 2, "{plain:?}");
+    let gif_as_image = by_key(&plain, "clip.gif")[0];
+    assert!(gif_as_image.get("frames").is_none(), "{gif_as_image}");
+    assert!(by_key(&plain, "movie.mp4").is_empty());
+
+    // With --video: one record per video, with its frames and seconds.
+    let with = records.path("video.jsonl");
+    let (out, videos) = caption_folder(&dir, &with, &["--video"]);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert_eq!(videos.len(), 3, "{videos:?}");
+    let clip = by_key(&videos, "clip.gif")[0];
+    assert_eq!(clip["frames"], 6, "{clip}");
+    assert_eq!(clip["seconds"], 6.0);
+    assert_eq!(clip["image_tokens"], 6 * per_frame);
+    assert_eq!(clip["tiles"], 0);
+    assert!(clip["caption"].as_str().is_some_and(|c| !c.is_empty()));
+    let movie = by_key(&videos, "movie.mp4")[0];
+    let kind = movie["error"]["kind"].as_str().unwrap();
+    assert!(
+        ["video_decode", "video_tool_missing", "video_tool_failed"].contains(&kind),
+        "{movie}"
+    );
+    // The photo is captioned as in the run without --video.
+    let photo = |records: &[serde_json::Value]| by_key(records, "photo.png")[0]["caption"].clone();
+    assert_eq!(photo(&videos), photo(&plain));
+
+    // The video's caption is the library's: the same prompt ("Describe this
+    // video." without -p) at the same context.
+    let session_caption = load(
+        &LoadOptions::default()
+            .with_threads(2)
+            .with_context_size(8192),
+    )
+    .session()
+    .unwrap()
+    .ask_video(
+        &Video::file(dir.path("clip.gif")),
+        "Describe this video.",
+        &GenerationOptions::default().with_max_tokens(8),
+    )
+    .unwrap();
+    assert_eq!(clip["caption"], session_caption.text.trim());
+
+    // Resumed: the captioned video is skipped (the bad one is final).
+    let (out, again) = caption_folder(&dir, &with, &["--video"]);
+    assert_eq!(out.status.code(), Some(1), "{}", dump(&out));
+    assert_eq!(again.len(), 3, "{again:?}");
+}

@@ -168,6 +168,10 @@ pub struct AskArgs {
     /// How the video's frames are sampled.
     #[command(flatten)]
     pub sampling: VideoArgs,
+    /// The frame rate of a folder of frames given as --video (required for
+    /// a folder; a video file says its own).
+    #[arg(long, value_name = "FPS", value_parser = rate, requires = "video")]
+    pub frame_rate: Option<f64>,
     /// The model and how answers are generated.
     #[command(flatten)]
     pub answer: AnswerArgs,
@@ -209,10 +213,6 @@ pub struct VideoArgs {
     /// fewer are sampled when they would not fit the context.
     #[arg(long, value_name = "N")]
     pub max_frames: Option<std::num::NonZeroUsize>,
-    /// The frame rate of a folder of frames given as a video (required for
-    /// a folder; a video file says its own).
-    #[arg(long, value_name = "FPS", value_parser = rate)]
-    pub frame_rate: Option<f64>,
 }
 
 /// A frame rate: a finite number of frames per second above 0.
@@ -225,28 +225,37 @@ fn rate(text: &str) -> Result<f64, String> {
     }
 }
 
-impl VideoArgs {
-    /// The video at `path` with these settings: a folder of frames needs
-    /// --frame-rate.
-    pub fn video(&self, path: &std::path::Path) -> Result<smolvlm::video::Video, String> {
-        let mut video = if path.is_dir() {
+impl AskArgs {
+    /// The video at `path` with the sampling flags: a folder of frames
+    /// needs --frame-rate.
+    pub fn open_video(&self, path: &std::path::Path) -> Result<smolvlm::video::Video, String> {
+        if path.is_dir() {
             let fps = self.frame_rate.ok_or_else(|| {
                 format!(
                     "'{}' is a folder of frames: give its frame rate with --frame-rate",
                     path.display()
                 )
             })?;
-            smolvlm::video::Video::frames_in(path, fps)
+            Ok(self
+                .sampling
+                .apply(smolvlm::video::Video::frames_in(path, fps)))
         } else {
-            smolvlm::video::Video::file(path)
-        };
+            Ok(self.sampling.apply(smolvlm::video::Video::file(path)))
+        }
+    }
+}
+
+impl VideoArgs {
+    /// `video` with these sampling settings.
+    #[must_use]
+    pub fn apply(&self, mut video: smolvlm::video::Video) -> smolvlm::video::Video {
         if let Some(fps) = self.sample_fps {
             video = video.with_fps(fps);
         }
         if let Some(n) = self.max_frames {
             video = video.with_max_frames(n.get());
         }
-        Ok(video)
+        video
     }
 }
 
@@ -457,6 +466,20 @@ pub struct CaptionArgs {
     /// How text is generated.
     #[command(flatten)]
     pub generation: GenerationArgs,
+    /// Also caption the videos found in folders and globs (MP4, M4V, WebM,
+    /// MOV, MKV, AVI; the first four need ffmpeg and ffprobe on PATH), and
+    /// caption GIFs as videos, not as their first frame.
+    ///
+    /// One record per video, with "frames" (shown) and "seconds". Without
+    /// it a folder's videos are skipped and counted, so photo folders
+    /// caption as before; a video file named on the command line is
+    /// captioned as a video either way. The context grows to 8192 tokens
+    /// unless --ctx-size is given.
+    #[arg(long)]
+    pub video: bool,
+    /// How each video's frames are sampled.
+    #[command(flatten)]
+    pub sampling: VideoArgs,
     /// Per-image deadline in seconds [default: the config's timeout, else none].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,

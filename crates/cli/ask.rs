@@ -45,7 +45,7 @@ pub fn ask(args: &AskArgs) -> Exit {
     }
     let options = options.with_cancel(cancel);
     let answer = match &args.video {
-        Some(path) => match args.sampling.video(path) {
+        Some(path) => match args.open_video(path) {
             Ok(video) => session.ask_video_observed(&video, prompt.clone(), &options, print_text()),
             Err(message) => return Exit::usage(&message),
         },
@@ -81,7 +81,7 @@ pub fn ask(args: &AskArgs) -> Exit {
 fn start(args: &AnswerArgs, video: bool) -> Result<(Session, GenerationOptions), String> {
     let mut settings = ModelSettings::resolve(&args.model, 1, args.timeout, args.smart_crop)?;
     if video {
-        settings = settings.for_video(&args.model);
+        settings.for_video(&args.model);
     }
     for warning in &settings.warnings {
         eprintln!("smolvlm: warning: {warning}");

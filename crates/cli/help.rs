@@ -49,6 +49,16 @@ INPUTS
       find /data -newer stamp | smolvlm caption - -o new.jsonl
   A path named twice (dir and dir/a.png, or ./a.png and a.png) is captioned
   once.
+  Videos (mp4, m4v, webm, mov, mkv, avi) found in a directory or by a glob
+  are skipped and counted unless --video is given; with it each is one
+  record, its frames sampled as SmolVLM2's processor samples them (1 per
+  second, at most 64; --sample-fps, --max-frames) and each frame shown as
+  one overview image, and GIFs are videos too (all their frames, not the
+  first). A video file named directly is always a video. MP4 and the other
+  containers are read through ffmpeg and ffprobe, which must be on PATH
+  (apt-get install ffmpeg); without them each such video gets an error
+  record. Without -p a video is asked \"Describe this video.\", and the
+  context grows to 8192 tokens unless --ctx-size is given.
 
 RECORDS
   The format: --format if given; else, with --output, the extension (.csv is
@@ -75,6 +85,9 @@ RECORDS
   - sha256: of the file's bytes; null when the file cannot be read.
   - generated_tokens counts the caption's tokens; prompt_tokens includes the
     image_tokens; tiles excludes the overview.
+  - frames and seconds (videos only, JSONL only): the frames shown and the
+    video's length. frames_sampled appears when the sampling rule chose
+    more frames than fit the context (the frames were cut to fit).
   - finish: end_of_text, max_tokens, stop or context_full.
   - ms: per-stage times in milliseconds. decode and resize are measured on
     the prep thread; total is the caption call (tokenize, encode, prefill

@@ -10,6 +10,11 @@
 //!   an image extension or its first bytes are an image signature, and it is
 //!   not a `.txt`, `.json`, `.jsonl` or `.csv` file (what this tool writes);
 //!   anything else (captions, notes, the output file) is skipped and counted.
+//! - Video files (by extension: MP4, M4V, WebM, MOV, MKV, AVI) are inputs
+//!   too: found in a directory or by a glob only with `--video` (otherwise
+//!   skipped and counted, so photo folders caption as before), named
+//!   directly always. With `--video` a GIF is a video as well (all its
+//!   frames, not the first).
 //! - A glob pattern (`*`, `?`, `[`) that is not an existing path expands to
 //!   its matches, which are filtered like a directory's files.
 //! - `-` reads paths from stdin, one per line; each is a file or a directory.
@@ -37,6 +42,8 @@ pub struct Input {
     /// The path relative to its root, `/`-separated: what `--shard` and
     /// resume know the image by.
     pub key: String,
+    /// Captioned as a video: its frames, not one image.
+    pub video: bool,
 }
 
 /// What the arguments expanded to.
@@ -44,8 +51,11 @@ pub struct Input {
 pub struct Inputs {
     /// The images, in argument order (each directory sorted), without duplicates.
     pub images: Vec<Input>,
-    /// Files found in directories or by globs that are not images.
+    /// Files found in directories or by globs that are not images (videos
+    /// without `--video` not counted).
     pub not_images: usize,
+    /// Videos found in directories or by globs and skipped: no `--video`.
+    pub videos_skipped: usize,
     /// Images left to other shards.
     pub other_shards: usize,
     /// Problems that did not stop the walk (an unreadable directory, a
@@ -74,7 +84,11 @@ const IMAGE_EXTENSIONS: &[&str] = &[
     "jpg", "jpeg", "jpe", "jfif", "png", "gif", "webp", "bmp", "dib", "tif", "tiff",
 ];
 
-/// Expands `args` (reading stdin for `-`), keeping only `shard`'s images.
+/// Extensions of the video files taken as videos (compared case-insensitively).
+const VIDEO_EXTENSIONS: &[&str] = &["mp4", "m4v", "webm", "mov", "mkv", "avi"];
+
+/// Expands `args` (reading stdin for `-`), keeping only `shard`'s images;
+/// `videos` is `--video`.
 ///
 /// # Errors
 ///
@@ -83,9 +97,11 @@ pub fn collect(
     args: &[PathBuf],
     stdin: impl BufRead,
     shard: Option<Shard>,
+    videos: bool,
 ) -> Result<Inputs, InputError> {
     let mut collector = Collector {
         shard,
+        videos,
         seen: HashSet::new(),
         inputs: Inputs::default(),
     };
@@ -105,6 +121,7 @@ pub fn collect(
 
 struct Collector {
     shard: Option<Shard>,
+    videos: bool,
     seen: HashSet<PathBuf>,
     inputs: Inputs,
 }
@@ -208,13 +225,45 @@ impl Collector {
             self.seen.insert(path);
             return;
         }
-        if found && !looks_like_image(&path) {
-            self.inputs.not_images += 1;
+        let video = match video_kind(&path) {
+            Some(Video::File) => self.videos || !found,
+            Some(Video::Gif) => self.videos,
+            None => false,
+        };
+        if found && !video && !looks_like_image(&path) {
+            if video_kind(&path) == Some(Video::File) {
+                self.inputs.videos_skipped += 1;
+            } else {
+                self.inputs.not_images += 1;
+            }
             self.seen.insert(path);
             return;
         }
         self.seen.insert(path.clone());
-        self.inputs.images.push(Input { path, key });
+        self.inputs.images.push(Input { path, key, video });
+    }
+}
+
+/// What kind of video a file's extension says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Video {
+    /// A video container (read through ffmpeg, except the image crate's formats).
+    File,
+    /// A GIF: a video only with `--video`.
+    Gif,
+}
+
+fn video_kind(path: &Path) -> Option<Video> {
+    let extension = path.extension().and_then(|e| e.to_str())?;
+    if VIDEO_EXTENSIONS
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(extension))
+    {
+        Some(Video::File)
+    } else if extension.eq_ignore_ascii_case("gif") {
+        Some(Video::Gif)
+    } else {
+        None
     }
 }
 
@@ -331,9 +380,52 @@ mod tests {
             PathBuf::from("./photos/a.jpg"),
             PathBuf::from("/mnt/other/photos/b.jpg"),
         ];
-        let inputs = collect(&args, &b""[..], None).unwrap();
+        let inputs = collect(&args, &b""[..], None, false).unwrap();
         let keys: Vec<&str> = inputs.images.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["a.jpg", "b.jpg"]);
         assert_eq!(inputs.images[0].path, Path::new("photos/a.jpg"));
+        assert!(!inputs.images[0].video);
+    }
+
+    #[test]
+    fn videos_are_taken_from_folders_only_when_asked() {
+        let dir = std::env::temp_dir().join(format!("smolvlm-inputs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["a.jpg", "b.MP4", "c.gif", "d.webm", "notes.md"] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        let found = |videos: bool| {
+            let inputs = collect(&[dir.clone()], &b""[..], None, videos).unwrap();
+            let listed: Vec<(String, bool)> = inputs
+                .images
+                .iter()
+                .map(|i| (i.key.clone(), i.video))
+                .collect();
+            (listed, inputs.videos_skipped, inputs.not_images)
+        };
+        let photos = |names: &[(&str, bool)]| -> Vec<(String, bool)> {
+            names.iter().map(|&(n, v)| (n.to_owned(), v)).collect()
+        };
+        assert_eq!(
+            found(false),
+            (photos(&[("a.jpg", false), ("c.gif", false)]), 2, 1)
+        );
+        assert_eq!(
+            found(true),
+            (
+                photos(&[
+                    ("a.jpg", false),
+                    ("b.MP4", true),
+                    ("c.gif", true),
+                    ("d.webm", true)
+                ]),
+                0,
+                1
+            )
+        );
+        // Named on the command line, a video file is a video either way.
+        let named = collect(&[dir.join("b.MP4")], &b""[..], None, false).unwrap();
+        assert!(named.images[0].video);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

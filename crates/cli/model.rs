@@ -43,12 +43,10 @@ pub struct ModelSettings {
 impl ModelSettings {
     /// These settings for a run that reads videos: the larger default
     /// context, unless --ctx-size says otherwise.
-    #[must_use]
-    pub fn for_video(mut self, args: &ModelArgs) -> Self {
+    pub fn for_video(&mut self, args: &ModelArgs) {
         if args.ctx_size.is_none() {
-            self.load = self.load.with_context_size(VIDEO_CONTEXT_SIZE);
+            self.load = self.load.clone().with_context_size(VIDEO_CONTEXT_SIZE);
         }
-        self
     }
 
     /// Reads the config (if any) and applies the flags over it. `sessions`

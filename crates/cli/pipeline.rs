@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use smolvlm::image::{ImageOptions, PreparedImage, Preprocessor};
+use smolvlm::video::{Video, VideoError};
 use smolvlm::{CancelToken, CaptionError, GenerationOptions, ImageError, Model, Prompt};
+
+use crate::args::VideoArgs;
 
 use crate::ledger::{self, Ledger, Prior};
 use crate::output::{sidecar_done, write_sidecar};
@@ -36,6 +39,8 @@ pub struct Job {
     pub key: String,
     /// Where its caption goes beside it, with `--sidecar`.
     pub sidecar: Option<PathBuf>,
+    /// A video: its frames are sampled and shown, not one image.
+    pub video: bool,
 }
 
 /// Everything the pipeline needs.
@@ -49,6 +54,8 @@ pub struct Plan<'a> {
     pub ledger: &'a Ledger,
     /// How images are decoded and shaped.
     pub image: ImageOptions,
+    /// How videos' frames are sampled.
+    pub video: VideoArgs,
     /// The prompts: every image is asked each, in order, and encoded once.
     pub prompts: Vec<Asked>,
     /// How captions are generated, without the cancel token.
@@ -103,6 +110,9 @@ pub struct Asked {
     /// What its records say it was, in a run with several prompts; `None`
     /// with one prompt (records hold no prompt then, as before).
     pub label: Option<String>,
+    /// What a video is asked: the prompt, unless none was given (the
+    /// default prompt speaks of an image).
+    pub video_prompt: Prompt,
 }
 
 /// An image as the prep stage hands it on: what is already decided (skips,
@@ -116,9 +126,17 @@ struct Ready {
     job: Job,
     label: String,
     sha256: String,
-    image: Box<PreparedImage>,
+    media: Media,
     /// Indices into the plan's prompts.
     pending: Vec<usize>,
+}
+
+/// What a job shows the model.
+enum Media {
+    /// An image, decoded and resized.
+    Image(Box<PreparedImage>),
+    /// A video, read frame by frame by the session as it captions.
+    Video(Box<Video>),
 }
 
 impl Prepared {
@@ -253,17 +271,25 @@ fn caption_worker(
             }
         }
         let Some(ready) = ready else { continue };
-        // The encoder's layers move the progress bar within the image.
+        // The encoder's layers move the progress bar within the image (a
+        // video's frames are its images).
         let moved = |progress: smolvlm::Progress<'_>| {
             if let smolvlm::Progress::Encoding(at) = progress {
-                let fraction = at.image_fraction();
+                let done = at.image.saturating_sub(1) as f32 + at.image_fraction();
+                let fraction = done / at.images.max(1) as f32;
                 let _ = events.send(Event::Moved { slot, fraction });
             }
         };
         for &i in &ready.pending {
             let asked = &plan.prompts[i];
-            let caption =
-                session.caption_observed(&*ready.image, asked.prompt.clone(), generation, moved);
+            let caption = match &ready.media {
+                Media::Image(image) => {
+                    session.caption_observed(&**image, asked.prompt.clone(), generation, moved)
+                }
+                Media::Video(video) => {
+                    session.ask_video_observed(video, asked.video_prompt.clone(), generation, moved)
+                }
+            };
             let _ = events.send(Event::Moved {
                 slot,
                 fraction: 0.0,
@@ -361,6 +387,9 @@ fn prepare(plan: &Plan<'_>, prep: &mut Preprocessor, job: Job) -> Prepared {
         }
     };
     let mut events = Vec::new();
+    if job.video {
+        return prepare_video(plan, job, label, events);
+    }
     let bytes = match std::fs::read(&job.path) {
         Ok(bytes) => bytes,
         Err(source) => {
@@ -385,7 +414,7 @@ fn prepare(plan: &Plan<'_>, prep: &mut Preprocessor, job: Job) -> Prepared {
                 job,
                 label,
                 sha256,
-                image: Box::new(image),
+                media: Media::Image(Box::new(image)),
                 pending,
             }),
         },
@@ -394,6 +423,54 @@ fn prepare(plan: &Plan<'_>, prep: &mut Preprocessor, job: Job) -> Prepared {
             fail_all(&mut events, &pending, Some(&sha256), &error);
             Prepared::done(events)
         }
+    }
+}
+
+/// Hashes a video file (streamed: it may be large) and checks it against
+/// the ledger. Its frames are read by the session that captions it, as they
+/// are sampled: decoding a whole video ahead would hold all its frames.
+fn prepare_video(plan: &Plan<'_>, job: Job, label: String, mut events: Vec<Event>) -> Prepared {
+    let hashed = std::fs::File::open(&job.path).and_then(|mut file| {
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hex(&hasher.finalize()))
+    });
+    let sha256 = match hashed {
+        Ok(sha256) => sha256,
+        Err(source) => {
+            let pending = pending(plan, &job, &label, None, &mut events);
+            let error = smolvlm::Error::from(VideoError::Read {
+                path: job.path.clone(),
+                source,
+            });
+            for &i in &pending {
+                let record = failed(
+                    &job,
+                    label.clone(),
+                    None,
+                    &plan.prompts[i],
+                    error.kind(),
+                    &error,
+                );
+                events.push(event(record));
+            }
+            return Prepared::done(events);
+        }
+    };
+    let pending = pending(plan, &job, &label, Some(&sha256), &mut events);
+    if pending.is_empty() {
+        return Prepared::done(events);
+    }
+    let video = plan.video.apply(Video::file(&job.path));
+    Prepared {
+        events,
+        ready: Some(Ready {
+            job,
+            label,
+            sha256,
+            media: Media::Video(Box::new(video)),
+            pending,
+        }),
     }
 }
 

@@ -3,9 +3,13 @@
 //! Reads each image's header only (size and EXIF orientation), plans its
 //! tiles as captioning would, and times one tile encode on this machine to
 //! estimate the vision encoder's share, which is nearly all of a caption at
-//! real scale. No image is decoded and nothing else is encoded.
+//! real scale. A video is probed (its frame count, rate and length) and
+//! costs one encode per frame SmolVLM2's sampling rule picks. No image or
+//! frame is decoded and nothing else is encoded.
 
 use std::time::Duration;
+
+use smolvlm::video::Video;
 
 use crate::exit::Exit;
 use crate::inputs::Inputs;
@@ -23,8 +27,33 @@ pub fn run(settings: &Settings, inputs: &Inputs) -> Exit {
     let (mut planned, mut failed, mut tiles, mut encodes, mut tokens) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     println!("image\tsize\tgrid\ttiles\timage_tokens");
+    let (mut videos, mut frames) = (0u64, 0u64);
     for input in &inputs.images {
         let path = input.path.display();
+        if input.video {
+            // Each sampled frame is one overview encode (fewer when they
+            // would not fit the context).
+            let video = settings.video.apply(Video::file(&input.path));
+            match video.probe() {
+                Ok(meta) => {
+                    let shown = video.sampled_frames(&meta).len() as u64;
+                    videos += 1;
+                    frames += shown;
+                    encodes += shown;
+                    tokens += shown * u64::from(per_tile);
+                    println!(
+                        "{path}	video {:.1} s	{shown} frames	0	{}",
+                        meta.duration,
+                        shown * u64::from(per_tile)
+                    );
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("{path}	error: {e}");
+                }
+            }
+            continue;
+        }
         match preprocessor.plan_file(&input.path) {
             Ok(plan) => {
                 planned += 1;
@@ -48,8 +77,17 @@ pub fn run(settings: &Settings, inputs: &Inputs) -> Exit {
             }
         }
     }
+    let videos_line = if videos > 0 {
+        format!(
+            ", {videos} video{} of {frames} frame{}",
+            plural(videos),
+            plural(frames)
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "total\t{planned} image{}\t{tiles} tiles + {planned} overview{}\t{encodes} encodes\t{tokens} image tokens ({per_tile} per tile)",
+        "total\t{planned} image{}{videos_line}\t{tiles} tiles + {planned} overview{}\t{encodes} encodes\t{tokens} image tokens ({per_tile} per tile)",
         plural(planned),
         plural(planned),
     );

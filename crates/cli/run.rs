@@ -21,7 +21,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Runs `smolvlm caption`.
 pub fn caption(args: &CaptionArgs) -> Exit {
-    let settings = match Settings::resolve(args) {
+    let mut settings = match Settings::resolve(args) {
         Ok(s) => s,
         Err(message) => return Exit::usage(&message),
     };
@@ -32,10 +32,14 @@ pub fn caption(args: &CaptionArgs) -> Exit {
         println!("{}", settings.to_json(args));
         return Exit::Success;
     }
-    let inputs = match inputs::collect(&args.paths, std::io::stdin().lock(), settings.shard) {
+    let stdin = std::io::stdin().lock();
+    let inputs = match inputs::collect(&args.paths, stdin, settings.shard, args.video) {
         Ok(inputs) => inputs,
         Err(e) => return Exit::usage(&e.to_string()),
     };
+    if inputs.images.iter().any(|i| i.video) {
+        settings.model.for_video(&args.model);
+    }
     let quiet = settings.quiet || settings.bare;
     if !quiet {
         for warning in &inputs.warnings {
@@ -108,6 +112,7 @@ fn caption_jobs(
         jobs,
         ledger,
         image: settings.model.image.clone(),
+        video: settings.video,
         prompts: settings.prompts.clone(),
         generation: settings.generation.clone(),
         parallel: settings.parallel,
@@ -200,6 +205,7 @@ fn plan_jobs(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> (Vec<Job>
             path: input.path.clone(),
             key: input.key.clone(),
             sidecar,
+            video: input.video,
         });
     }
     (jobs, conflicts)
@@ -217,6 +223,17 @@ fn describe_plan(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> Strin
         settings.prep_threads,
         plural(settings.prep_threads),
     );
+    let videos = inputs.images.iter().filter(|i| i.video).count();
+    if videos > 0 {
+        line += &format!(" ({videos} of them video{})", plural(videos));
+    }
+    if inputs.videos_skipped > 0 {
+        line += &format!(
+            "; {} video{} skipped (--video captions them)",
+            inputs.videos_skipped,
+            plural(inputs.videos_skipped)
+        );
+    }
     if inputs.not_images > 0 {
         line += &format!(
             "; {} non-image file{} skipped",

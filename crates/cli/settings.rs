@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use smolvlm::{GenerationOptions, Prompt};
 
-use crate::args::{CaptionArgs, Format, GenerationArgs};
+use crate::args::{CaptionArgs, Format, GenerationArgs, VideoArgs};
 use crate::model::ModelSettings;
 use crate::pipeline::Asked;
 use crate::shard::Shard;
@@ -40,6 +40,8 @@ pub struct Settings {
     pub retry_errors: bool,
     /// This worker's shard.
     pub shard: Option<Shard>,
+    /// How videos' frames are sampled.
+    pub video: VideoArgs,
     /// No progress or summary.
     pub quiet: bool,
 }
@@ -100,6 +102,7 @@ impl Settings {
             overwrite: args.overwrite,
             retry_errors: args.retry_errors,
             shard: args.shard,
+            video: args.sampling,
             quiet: args.quiet,
             model,
         })
@@ -170,6 +173,10 @@ impl Settings {
 
 /// The prompt when neither the flags nor a preset give one.
 const DEFAULT_PROMPT: &str = "Describe this image.";
+
+/// What a video is asked without `--prompt`: the presets' prompts speak of
+/// an image.
+const DEFAULT_VIDEO_PROMPT: &str = "Describe this video.";
 
 /// What `--print-config` shows.
 #[derive(Serialize)]
@@ -267,29 +274,27 @@ pub fn generation(
 }
 
 fn prompts(args: &CaptionArgs, model: &ModelSettings) -> Vec<Asked> {
+    let asked = |prompt: Prompt, label: Option<String>| Asked {
+        video_prompt: prompt.clone(),
+        prompt,
+        label,
+    };
     if let Some(raw) = &args.raw_prompt {
-        return vec![Asked {
-            prompt: Prompt::raw(raw.replace("\\n", "\n")),
-            label: None,
-        }];
+        return vec![asked(Prompt::raw(raw.replace("\\n", "\n")), None)];
     }
     match args.prompt.as_slice() {
-        [] | [_] => vec![Asked {
-            prompt: Prompt::from(
-                args.prompt
-                    .first()
-                    .cloned()
-                    .or_else(|| model.preset.map(|p| p.prompt.clone()))
-                    .unwrap_or_else(|| DEFAULT_PROMPT.to_owned()),
-            ),
-            label: None,
-        }],
+        [] => {
+            let preset = model.preset.map(|p| p.prompt.clone());
+            vec![Asked {
+                prompt: Prompt::from(preset.unwrap_or_else(|| DEFAULT_PROMPT.to_owned())),
+                video_prompt: Prompt::from(DEFAULT_VIDEO_PROMPT),
+                label: None,
+            }]
+        }
+        [one] => vec![asked(Prompt::from(one.as_str()), None)],
         several => several
             .iter()
-            .map(|text| Asked {
-                prompt: Prompt::from(text.as_str()),
-                label: Some(text.clone()),
-            })
+            .map(|text| asked(Prompt::from(text.as_str()), Some(text.clone())))
             .collect(),
     }
 }

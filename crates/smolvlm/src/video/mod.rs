@@ -172,6 +172,21 @@ impl Video {
         probe(&self.source)
     }
 
+    /// The frames SmolVLM2's sampling rule picks from a video described by
+    /// `meta` (from [`probe`](Self::probe)), at this video's rate and frame
+    /// limit, before any cut to fit a context: what a caption would show
+    /// with room to spare.
+    ///
+    /// ```
+    /// use smolvlm::video::{Video, VideoMeta};
+    /// let meta = VideoMeta { total_frames: 300, fps: 30.0, duration: 10.0 };
+    /// assert_eq!(Video::file("clip.mp4").sampled_frames(&meta).len(), 10);
+    /// ```
+    #[must_use]
+    pub fn sampled_frames(&self, meta: &VideoMeta) -> Vec<u64> {
+        self.indices(meta, self.max_frames)
+    }
+
     /// The frames the processor's rule picks from a video described by
     /// `meta`, at most `max_frames` of them.
     pub(crate) fn indices(&self, meta: &VideoMeta, max_frames: usize) -> Vec<u64> {
