@@ -80,7 +80,8 @@ typedef struct {
   size_t images;
   // The encode within the image, from 1.
   size_t encode;
-  // Encodes of this image: its tiles plus the overview.
+  // Encodes of this image: its tiles plus the overview (a video: one
+  // per frame).
   size_t encodes;
   // Encoder layers done in this encode.
   size_t layer;

@@ -105,7 +105,8 @@ pub struct smolvlm_progress {
     pub images: usize,
     /// The encode within the image, from 1.
     pub encode: usize,
-    /// Encodes of this image: its tiles plus the overview.
+    /// Encodes of this image: its tiles plus the overview (a video: one
+    /// per frame).
     pub encodes: usize,
     /// Encoder layers done in this encode.
     pub layer: usize,

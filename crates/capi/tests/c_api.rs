@@ -65,37 +65,66 @@ fn compile(dir: &Path, link: &[&str]) -> PathBuf {
     exe
 }
 
-/// The images: a PNG photo-like gradient, and a file that is not an image.
-fn images(dir: &Path) -> (PathBuf, PathBuf) {
+/// The inputs: a PNG photo-like gradient, a file that is not an image, and
+/// a video (an animated GIF of 6 frames of 1 s, another colour each).
+fn images(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let good = dir.join("gradient.png");
     smolvlm_testkit::images::write_png(&smolvlm_testkit::images::gradient(96, 64), &good).unwrap();
     let bad = dir.join("bad.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really a PNG").unwrap();
-    (good, bad)
+    let video = dir.join("clip.gif");
+    let mut gif = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut gif);
+        for i in 0..VIDEO_FRAMES {
+            let shade = (i * 40) as u8;
+            let frame = image::RgbaImage::from_fn(48, 32, |x, _| {
+                image::Rgba([shade, 255 - shade, (x * 5) as u8, 255])
+            });
+            let delay = image::Delay::from_numer_denom_ms(1000, 1);
+            encoder
+                .encode_frame(image::Frame::from_parts(frame, 0, 0, delay))
+                .unwrap();
+        }
+    }
+    std::fs::write(&video, gif).unwrap();
+    (good, bad, video)
 }
 
+/// Frames of the test video: one a second, so each is sampled.
+const VIDEO_FRAMES: u32 = 6;
+
 /// The program's command: itself, or under `SMOLVLM_C_WRAPPER`.
+///
+/// Without `LD_LIBRARY_PATH`: cargo sets it for tests with `target/release`
+/// ahead of `target/release/deps`, and the copy of the shared library there
+/// is the one the last `cargo build` left, not this test's. The loader
+/// takes `LD_LIBRARY_PATH` before the program's run path, so a stale library
+/// would answer.
 fn command(exe: &Path) -> Command {
     let wrapper = std::env::var("SMOLVLM_C_WRAPPER").unwrap_or_default();
     let mut words = wrapper.split_whitespace();
-    match words.next() {
+    let mut cmd = match words.next() {
         Some(program) => {
             let mut cmd = Command::new(program);
             cmd.args(words).arg(exe);
             cmd
         }
         None => Command::new(exe),
-    }
+    };
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd
 }
 
 /// Runs the program; returns its lines as label -> (status, rest).
-fn run(exe: &Path, good: &Path, bad: &Path) -> HashMap<String, (String, String)> {
+fn run(exe: &Path, good: &Path, bad: &Path, video: &Path) -> HashMap<String, (String, String)> {
     let pair = smolvlm_testkit::tiny_model();
     let output = command(exe)
         .arg(&pair.model)
         .arg(&pair.mmproj)
         .arg(good)
         .arg(bad)
+        .arg(video)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -126,9 +155,10 @@ struct Expected {
     /// The file's encodes: its tiles and the overview.
     file_encodes: usize,
     rgb: String,
+    video: String,
 }
 
-fn expected(good: &Path) -> Expected {
+fn expected(good: &Path, video: &Path) -> Expected {
     let pair = smolvlm_testkit::tiny_model();
     let model = Model::load(
         &ModelFiles::new(pair.model, pair.mmproj),
@@ -148,10 +178,19 @@ fn expected(good: &Path) -> Expected {
         .caption(&pixels, "Describe this image.", &options)
         .unwrap()
         .text;
+    let video = session
+        .ask_video(
+            &smolvlm::video::Video::file(video),
+            "What happens?",
+            &options,
+        )
+        .unwrap()
+        .text;
     Expected {
         file,
         file_encodes,
         rgb,
+        video,
     }
 }
 
@@ -204,6 +243,18 @@ fn check(lines: &HashMap<String, (String, String)>, expected: &Expected) {
     assert_eq!(ok("rgb"), expected.rgb);
     assert_eq!(ok("after-model-free"), expected.file);
 
+    assert!(!expected.video.is_empty());
+    assert_eq!(ok("video"), expected.video, "C and Rust answers differ");
+    assert_eq!(
+        ok("video-encodes"),
+        format!("{VIDEO_FRAMES}\t{VIDEO_FRAMES}"),
+        "encodes begun, and encodes of the video: one overview per frame, no tile"
+    );
+    assert_eq!(error("video-bad").0, "video_decode");
+    let (kind, _, message) = error("video-null");
+    assert_eq!(kind, "invalid_argument");
+    assert!(message.contains("video_path"), "{message}");
+
     let (kind, transient, _) = error("cancel");
     assert_eq!((kind.as_str(), transient), ("cancelled", true));
     assert_eq!(
@@ -244,8 +295,8 @@ fn a_c_program_linked_against_the_shared_library_captions_like_rust() {
             "-lpthread",
         ],
     );
-    let (good, bad) = images(&dir);
-    check(&run(&exe, &good, &bad), &expected(&good));
+    let (good, bad, video) = images(&dir);
+    check(&run(&exe, &good, &bad, &video), &expected(&good, &video));
 }
 
 #[test]
@@ -264,6 +315,6 @@ fn a_c_program_linked_against_the_static_library_captions_like_rust() {
             "-ldl",
         ],
     );
-    let (good, bad) = images(&dir);
-    check(&run(&exe, &good, &bad), &expected(&good));
+    let (good, bad, video) = images(&dir);
+    check(&run(&exe, &good, &bad, &video), &expected(&good, &video));
 }

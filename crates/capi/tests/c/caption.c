@@ -114,6 +114,22 @@ static void on_progress(const smolvlm_progress *p, void *user) {
     }
 }
 
+/* A video's progress: encodes begun, and how many encodes each frame took. */
+struct frames_run {
+    int begun;
+    size_t encodes;
+};
+
+static void on_frame(const smolvlm_progress *p, void *user) {
+    struct frames_run *run = user;
+    if (p->layer == 0) {
+        run->begun++;
+    }
+    if (p->encodes > run->encodes) {
+        run->encodes = p->encodes;
+    }
+}
+
 /* Re-entry: a callback that calls back into its own session. */
 struct reentry {
     smolvlm_session *session;
@@ -156,12 +172,12 @@ static unsigned char *read_file(const char *path, size_t *len) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s MODEL MMPROJ IMAGE BAD_IMAGE\n", argv[0]);
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s MODEL MMPROJ IMAGE BAD_IMAGE VIDEO\n", argv[0]);
         return 2;
     }
     const char *model_path = argv[1], *mmproj_path = argv[2];
-    const char *image = argv[3], *bad = argv[4];
+    const char *image = argv[3], *bad = argv[4], *video = argv[5];
     smolvlm_error *err = NULL;
 
     printf("version\tok\t%s\n", smolvlm_version());
@@ -277,6 +293,20 @@ int main(int argc, char **argv) {
     text = smolvlm_caption_file_with(session, image, NULL, options, call_back_in, &reentry, &err);
     print_result("reentered-outer", text, err);
     printf("reentered\tok\t%s\n", reentry.kind);
+
+    /* A video: each sampled frame is one overview encode. */
+    smolvlm_options *video_options = smolvlm_options_new();
+    smolvlm_options_set_max_tokens(video_options, MAX_TOKENS);
+    struct frames_run frames = {0, 0};
+    smolvlm_options_set_progress(video_options, on_frame, &frames);
+    text = smolvlm_caption_video_file(session, video, "What happens?", video_options, NULL, NULL, &err);
+    print_result("video", text, err);
+    printf("video-encodes\tok\t%d\t%zu\n", frames.begun, frames.encodes);
+    text = smolvlm_caption_video_file(session, bad, "What happens?", video_options, NULL, NULL, &err);
+    print_result("video-bad", text, err);
+    text = smolvlm_caption_video_file(session, NULL, "What happens?", video_options, NULL, NULL, &err);
+    print_result("video-null", text, err);
+    smolvlm_options_free(video_options);
 
     /* Bad input: an error, not a crash, and the session goes on. */
     text = smolvlm_caption_file(session, bad, NULL, MAX_TOKENS, &err);

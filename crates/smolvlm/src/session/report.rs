@@ -57,7 +57,8 @@ pub struct EncodeProgress {
     /// The encode within the image, from 1: each grid tile, then the
     /// overview (SmolVLM encodes every tile and the overview separately).
     pub encode: usize,
-    /// Encodes this image takes: its tiles plus the overview.
+    /// Encodes this image takes: its tiles plus the overview. A video is
+    /// one image here, of one encode per frame shown.
     pub encodes: usize,
     /// Encoder layers finished in this encode (0 when it begins).
     pub layer: usize,
