@@ -50,6 +50,12 @@ create_exception!(
     SmolVLMError,
     "An image could not be used."
 );
+create_exception!(
+    _native,
+    VideoError,
+    SmolVLMError,
+    "A video could not be used (unreadable, undecodable, no ffmpeg for an MP4)."
+);
 create_exception!(_native, CaptionError_, SmolVLMError, "A caption failed.");
 create_exception!(
     _native,
@@ -71,6 +77,7 @@ fn to_py(error: &Error) -> PyErr {
         Error::Load(_) => LoadError::new_err(message),
         Error::Hub(_) => HubError::new_err(message),
         Error::Image(_) => ImageError::new_err(message),
+        Error::Video(_) => VideoError::new_err(message),
         Error::Caption(CaptionError::Cancelled { .. }) => Cancelled::new_err(message),
         Error::Caption(_) => CaptionError_::new_err(message),
         _ => SmolVLMError::new_err(message),
@@ -953,6 +960,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LoadError", py.get_type::<LoadError>())?;
     m.add("HubError", py.get_type::<HubError>())?;
     m.add("ImageError", py.get_type::<ImageError>())?;
+    m.add("VideoError", py.get_type::<VideoError>())?;
     m.add("CaptionError", py.get_type::<CaptionError_>())?;
     m.add("Cancelled", py.get_type::<Cancelled>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;

@@ -28,6 +28,7 @@ from ._native import (
     LoadError,
     SmolVLMError,
     Stream,
+    VideoError,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "LoadError",
     "HubError",
     "ImageError",
+    "VideoError",
     "CaptionError",
     "Cancelled",
     "ConfigError",
