@@ -183,6 +183,20 @@ mod tests {
 
         // transformers: the chat template renders `<video>`, the processor
         // replaces it with this text, and the tokenizer reads it whole.
+        // huggingface/transformers at 06053b84c14d72e9789fbf27844a75aa89b3ded7:
+        // - src/transformers/models/smolvlm/video_processing_smolvlm.py
+        //   L32-36: DEFAULT_VIDEO_INTRO ("You are provided the following
+        //   series of {frame_count} frames from a {video_duration} [H:MM:SS]
+        //   video.\n"), DEFAULT_MEDIA_OUTTRO ("\n\n"),
+        //   FRAME_TIMESTAMP_MESSAGE ("\nFrame from {timestamp}:");
+        //   L215-278 sample_frames (round(fps * duration) frames, at most
+        //   num_frames, numpy.linspace over the frames).
+        // - src/transformers/models/smolvlm/processing_smolvlm.py
+        //   L188-223 expand_text_with_video_tokens: the intro with
+        //   num2words(frames) and str(timedelta(seconds)), then per frame
+        //   the timestamp message and L73-80 _prompt_single_image
+        //   (<fake_token_around_image><global-img>, the image tokens,
+        //   <fake_token_around_image>), then the outtro.
         let image = "<image>".repeat(model.vision().tokens_per_tile as usize);
         let mut reference = String::from(
             "<|im_start|>User: You are provided the following series of six frames \
