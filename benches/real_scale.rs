@@ -9,7 +9,7 @@
 //! - `SMOLVLM_BENCH_MMPROJ_TYPE`: `q8_0` (default) or `f16`;
 //! - `SMOLVLM_BENCH_THREADS`: threads (default: all cores);
 //! - `SMOLVLM_BENCH_TABLES`: the tables to print, comma-separated
-//!   (`per_image,stages,throughput,tiles,engine,follow_up`; default all);
+//!   (`per_image,stages,throughput,tiles,engine,follow_up,video`; default all);
 //! - `SMOLVLM_BENCH_SAMPLES`: runs per configuration in the tables (default 3);
 //! - `SMOLVLM_BENCH_ENGINE=1`: also table 5, each engine setting against
 //!   the defaults;
@@ -36,6 +36,13 @@
 //! 6. **A follow-up**: a conversation about a 4:3 photo at the full grid;
 //!    the follow-up's time against the first turn's, and a fresh session
 //!    given the whole conversation.
+//!
+//! 7. **A video**: 16 frames of 640×360 at 2 fps (8 s), asked about with
+//!    `smolvlm ask --video` (SmolVLM2's sampling: 8 frames, each one
+//!    overview encode) against the same 8 frames given to llama-mtmd-cli
+//!    as images, at one tile (`--image-max-tokens 64`, its cheapest) and
+//!    as given (tiled as a photo is, run once): seconds per frame (whole
+//!    processes, and the vision encoder alone) and image tokens per frame.
 //!
 //! Criterion itself times one warm one-tile caption per shape
 //! (`real_scale/caption_1_tile/<shape>`).
@@ -303,6 +310,190 @@ fn stages(model: &Model, out: &mut String) {
         ms(captions.median_of(|t| t.encode + t.prefill + t.generate)),
         captions.overhead() * 100.0
     );
+}
+
+/// Table 7: a clip of 16 frames at 2 fps, through `smolvlm ask --video`
+/// (the 8 frames SmolVLM2's rule samples, one overview encode each) and
+/// through llama-mtmd-cli given the same 8 frames as images, the only way
+/// to show it frames today (each frame tiled as a photo is).
+fn video(files: &ModelFiles, threads: u32, out: &mut String) {
+    const FRAMES: u32 = 16;
+    const RATE: f64 = 2.0;
+    const ASK: &str = "What happens in this video?";
+    let dir = std::env::temp_dir().join("smolvlm-real-scale-video");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("frame folder");
+    let frames: Vec<PathBuf> = (0..FRAMES)
+        .map(|i| {
+            let mut pixels = util::camera(640, 360);
+            // The scene drifts a little each frame.
+            for (k, px) in pixels.pixels_mut().enumerate().skip(i as usize).step_by(89) {
+                px.0[k % 3] = px.0[k % 3].wrapping_add(9 * (i as u8 + 1));
+            }
+            let path = dir.join(format!("frame-{i:03}.png"));
+            pixels.save(&path).expect("frame");
+            path
+        })
+        .collect();
+    let picked =
+        smolvlm::video::sample_indices(u64::from(FRAMES), RATE, f64::from(FRAMES) / RATE, 1.0, 64);
+    let shown: Vec<&Path> = picked
+        .iter()
+        .map(|&i| frames[i as usize].as_path())
+        .collect();
+    let n = shown.len() as u32;
+    let record = std::env::temp_dir().join("smolvlm-real-scale-video.json");
+    let cli = mtmd_cli();
+    let mut ours = (Vec::new(), Vec::new());
+    let mut one_tile = (Vec::new(), Vec::new());
+    let mut ours_tokens = 0;
+    for _ in 0..samples() {
+        let r = run(Command::new(env!("CARGO_BIN_EXE_smolvlm"))
+            .arg("ask")
+            .arg("--model")
+            .arg(&files.model)
+            .arg("--mmproj")
+            .arg(&files.mmproj)
+            .arg("--video")
+            .arg(&dir)
+            .args(["--frame-rate", &RATE.to_string(), "-p", ASK])
+            .args(["-n", &TOKENS.to_string(), "--threads", &threads.to_string()])
+            .arg("-o")
+            .arg(&record));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("JSON");
+        assert_eq!(json["frames"], n, "{json}");
+        ours_tokens = json["image_tokens"].as_u64().unwrap_or(0);
+        ours.0.push(r.wall / n);
+        let encode_ms = json["ms"]["encode"].as_f64().unwrap_or(0.0);
+        ours.1.push(Duration::from_secs_f64(encode_ms / 1e3) / n);
+        if let Some(cli) = &cli {
+            let (wall, encode) = mtmd_frames(cli, files, threads, &shown, ASK, Some(64));
+            one_tile.0.push(wall / n);
+            one_tile.1.push(encode / n);
+        }
+    }
+    // The frames as a user would give them: each tiled as a photo is. Run
+    // once: at about 13 encodes a frame it is far from the others.
+    let full = cli
+        .as_ref()
+        .map(|cli| mtmd_frames(cli, files, threads, &shown, ASK, None));
+    // What the frame costs as an image, at the full grid and at one tile.
+    let tokens_at = |max_tiles: Option<u32>| {
+        let options = LoadOptions::default()
+            .with_threads(threads)
+            .with_max_tiles(max_tiles);
+        Model::load(files, &options)
+            .expect("load")
+            .session()
+            .expect("session")
+            .tokenize(shown[0], PROMPT)
+            .expect("tokenize")
+    };
+    let (grid, single) = (tokens_at(None), tokens_at(Some(1)));
+    let per_frame = ours_tokens / u64::from(n);
+    let _ = writeln!(
+        out,
+        "\nA video: {FRAMES} frames of 640×360 at {RATE} fps, {n} sampled, {TOKENS} tokens, {threads} threads, whole processes (medians of {} runs)\n",
+        ours.0.len()
+    );
+    let _ = writeln!(
+        out,
+        "| | s per frame | vision encode, s per frame | image tokens per frame |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let (a, ae) = (median(&mut ours.0), median(&mut ours.1));
+    let _ = writeln!(
+        out,
+        "| smolvlm ask --video (one overview per frame) | {} | {} | {per_frame} |",
+        secs(a),
+        secs(ae)
+    );
+    let Some((full_wall, full_encode)) = full else {
+        let _ = writeln!(
+            out,
+            "| llama-mtmd-cli | skipped: set SMOLVLM_MTMD_CLI | | |"
+        );
+        return;
+    };
+    let (b, be) = (median(&mut one_tile.0), median(&mut one_tile.1));
+    let _ = writeln!(
+        out,
+        "| llama-mtmd-cli, the frames as images at one tile (`--image-max-tokens 64`: {} tile + overview) | {} | {} | {} |",
+        single.tiles,
+        secs(b),
+        secs(be),
+        single.image_tokens
+    );
+    let _ = writeln!(
+        out,
+        "| ratio | {} | {} | {:.2} |",
+        ratio(a, b),
+        ratio(ae, be),
+        per_frame as f64 / single.image_tokens.max(1) as f64
+    );
+    let (c, ce) = (full_wall / n, full_encode / n);
+    let _ = writeln!(
+        out,
+        "| llama-mtmd-cli, the frames as images as given ({} tiles + overview; 1 run) | {} | {} | {} |",
+        grid.tiles,
+        secs(c),
+        secs(ce),
+        grid.image_tokens
+    );
+    let _ = writeln!(
+        out,
+        "| ratio | {} | {} | {:.2} |",
+        ratio(a, c),
+        ratio(ae, ce),
+        per_frame as f64 / grid.image_tokens.max(1) as f64
+    );
+}
+
+/// llama-mtmd-cli given `frames` as images, in one process: its wall time
+/// and the vision encoder's time from its log.
+fn mtmd_frames(
+    cli: &Path,
+    files: &ModelFiles,
+    threads: u32,
+    frames: &[&Path],
+    prompt: &str,
+    max_tokens: Option<u32>,
+) -> (Duration, Duration) {
+    let log = std::env::temp_dir().join("smolvlm-real-scale-mtmd.log");
+    let mut cmd = Command::new(cli);
+    cmd.arg("-m")
+        .arg(&files.model)
+        .arg("--mmproj")
+        .arg(&files.mmproj);
+    for frame in frames {
+        cmd.arg("--image").arg(frame);
+    }
+    if let Some(max) = max_tokens {
+        cmd.args(["--image-max-tokens", &max.to_string()]);
+    }
+    cmd.args(["-p", prompt, "-n", &TOKENS.to_string(), "--temp", "0"])
+        .args(["--seed", "1", "-t", &threads.to_string(), "-c", "8192"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    let started = Instant::now();
+    let status = cmd.status().expect("llama-mtmd-cli");
+    let wall = started.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "llama-mtmd-cli failed:\n{text}");
+    // Each encode is logged: "mtmd batch encoding done in N ms" (or, by
+    // older helpers, "... slice encoded in N ms").
+    let encode_ms: u64 = text
+        .lines()
+        .filter_map(|l| {
+            l.split("encoding done in ")
+                .nth(1)
+                .or_else(|| l.split("slice encoded in ").nth(1))
+        })
+        .filter_map(|rest| rest.trim_end_matches(" ms").trim().parse::<u64>().ok())
+        .sum();
+    (wall, Duration::from_millis(encode_ms))
 }
 
 /// Table 6: a conversation about a 4:3 photo at the full grid (12 tiles +
@@ -592,6 +783,9 @@ fn bench(c: &mut Criterion) {
         }
         if wanted("follow_up") {
             follow_up(&files, threads, &mut report);
+        }
+        if wanted("video") {
+            video(&files, threads, &mut report);
         }
         if std::env::var_os("SMOLVLM_BENCH_ENGINE").is_some() && wanted("engine") {
             engine_settings(&files, threads, &mut report);

@@ -29,13 +29,21 @@
 //!
 //! ```no_run
 //! # fn main() -> smolvlm::Result<()> {
+//! # let model: smolvlm::Model = unimplemented!();
 //! use smolvlm::video::Video;
-//! let mut session = smolvlm::Session::builder().build()?;
+//! let mut session = model.session()?;
 //! let video = Video::file("clip.mp4").with_max_frames(16);
 //! let caption = session.ask_video(&video, "What happens in this video?", &Default::default())?;
 //! println!("{} ({} frames)", caption.text, caption.frames);
 //! # Ok(()) }
 //! ```
+//!
+//! Not supported: audio tracks (ignored); a variable frame rate beyond what
+//! `ffprobe` reports (frames are picked by index at the average rate it
+//! gives, so a clip whose rate changes gets timestamps off by the drift).
+//! A frame's transparency is composited on white, as an image's is; the
+//! session's [`ImageOptions`](crate::image::ImageOptions) (crop, stretch,
+//! tile budget) do not apply to frames, which are always one square tile.
 
 mod clock;
 mod ffmpeg;

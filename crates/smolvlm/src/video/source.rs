@@ -255,7 +255,8 @@ pub fn probe(source: &VideoSource) -> Result<VideoMeta, VideoError> {
 /// index order, one per distinct index. Only these frames are kept in memory: animations are
 /// decoded in order (all of them, to learn the frame rate) and folders read only the chosen
 /// files; other videos go through one `ffmpeg` run per 2000 indices, after an `ffprobe` run
-/// for the frame rate. Image orientation tags are ignored; ffmpeg applies a video's rotation.
+/// for the frame rate. A folder's frames are turned upright by their EXIF orientation;
+/// ffmpeg applies a video's rotation.
 pub fn read_frames(source: &VideoSource, indices: &[u64]) -> Result<Vec<Frame>, VideoError> {
     read_frames_shrunk(source, indices, &mut Ok)
 }
@@ -613,7 +614,8 @@ fn on_white(rgba: &RgbaImage) -> RgbImage {
     })
 }
 
-/// The first frame of the image file at `path`, flattened onto white.
+/// The first frame of the image file at `path`, turned upright by its EXIF
+/// orientation (a phone's frames, say) and flattened onto white.
 fn read_still_file(path: &Path) -> Result<RgbImage, VideoError> {
     let origin = path.display().to_string();
     let reader = ImageReader::open(path)
@@ -622,9 +624,12 @@ fn read_still_file(path: &Path) -> Result<RgbImage, VideoError> {
             path: path.to_path_buf(),
             source,
         })?;
-    Ok(flatten(
-        reader.decode().map_err(|e| image_error(&origin, e))?,
-    ))
+    let err = |e| image_error(&origin, e);
+    let mut decoder = reader.into_decoder().map_err(err)?;
+    let orientation = decoder.orientation().map_err(err)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(err)?;
+    image.apply_orientation(orientation);
+    Ok(flatten(image))
 }
 
 /// The frame images of `dir`, sorted by the bytes of their file names.
@@ -894,6 +899,38 @@ mod tests {
             [COLOURS[2], COLOURS[3], COLOURS[5], COLOURS[1], COLOURS[0]]
         );
         assert!(close(frames[3].seconds, 1.5));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn folder_frames_are_turned_upright_by_their_exif_orientation() {
+        let dir = scratch("folder-exif");
+        // 40 × 20, left half red: rotated 90° clockwise (orientation 6) it
+        // is 20 × 40 with the red half on top.
+        let wide = RgbImage::from_fn(40, 20, |x, _| {
+            if x < 20 {
+                image::Rgb([250, 0, 0])
+            } else {
+                image::Rgb([0, 0, 250])
+            }
+        });
+        let mut jpeg = Vec::new();
+        wide.write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+            .unwrap();
+        fs::write(
+            dir.join("0.jpg"),
+            smolvlm_testkit::images::with_exif_orientation(&jpeg, 6),
+        )
+        .unwrap();
+        let source = VideoSource::Folder {
+            dir: dir.clone(),
+            fps: 1.0,
+        };
+        let frames = read_frames(&source, &[0]).unwrap();
+        let upright = &frames[0].image;
+        assert_eq!(upright.dimensions(), (20, 40));
+        assert!(upright.get_pixel(10, 5).0[0] > 200, "red on top");
+        assert!(upright.get_pixel(10, 35).0[2] > 200, "blue below");
         fs::remove_dir_all(dir).unwrap();
     }
 
