@@ -395,7 +395,7 @@ mod tests {
             std::fs::write(dir.join(name), b"x").unwrap();
         }
         let found = |videos: bool| {
-            let inputs = collect(&[dir.clone()], &b""[..], None, videos).unwrap();
+            let inputs = collect(std::slice::from_ref(&dir), &b""[..], None, videos).unwrap();
             let listed: Vec<(String, bool)> = inputs
                 .images
                 .iter()
