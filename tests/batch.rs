@@ -556,10 +556,10 @@ fn records_without_a_key_still_resume() {
         .records()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(rows[0].iter().next_back(), Some("key"));
+    assert_eq!(rows[0].get(17), Some("key"));
     let mut writer = csv::Writer::from_path(dir.path("out.csv")).unwrap();
     for row in &rows {
-        writer.write_record(row.iter().take(row.len() - 1)).unwrap();
+        writer.write_record(row.iter().take(17)).unwrap();
     }
     writer.flush().unwrap();
     drop(writer);
@@ -584,6 +584,117 @@ fn records_without_a_key_still_resume() {
     let rows: Vec<_> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(&rows[2][0], "set/new.png");
+}
+
+/// The records for `key`, in file order.
+fn of_key<'a>(records: &'a [Value], key: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["key"] == key).collect()
+}
+
+#[test]
+fn resume_reuses_only_the_last_record_and_only_when_asked_the_same_way() {
+    let dir = TempDir::new("batch-asked");
+    std::fs::create_dir_all(dir.path("set")).unwrap();
+    let (x, y) = (noise(96, 64, 1), noise(96, 64, 2));
+    write_png(&x, &dir.path("set/a.png")).unwrap();
+    write_png(&gradient(96, 64), &dir.path("set/b.png")).unwrap();
+    let common = ["set", "--max-tiles", "1", "-o", "out.jsonl"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        common.iter().chain(extra).copied().collect()
+    };
+    let base = with(&["-n", "4"]);
+    let out = dir.path("out.jsonl");
+    run_expecting(&dir.0, &base, 0);
+    let first = records(&out);
+    assert_eq!(first.len(), 2);
+    let x_sha = first[0]["sha256"].clone();
+    // Every record says what produced it.
+    for r in &first {
+        assert_eq!(r["prompt"], "Describe this image.", "{r}");
+        assert!(r["model"].as_str().unwrap().starts_with("sha256:"), "{r}");
+        assert_eq!(r["asked"].as_str().unwrap().len(), 16, "{r}");
+    }
+    assert_eq!(first[0]["asked"], first[1]["asked"]);
+
+    // The same command: nothing to do.
+    let stderr = run_expecting(&dir.0, &base, 0);
+    assert!(
+        stderr.contains(" 0 captioned, 0 failed, 2 skipped"),
+        "{stderr}"
+    );
+
+    // Changed, then changed back: the last record (Y's) is not X's, so X
+    // is captioned again, and the last record matches the file.
+    write_png(&y, &dir.path("set/a.png")).unwrap();
+    run_expecting(&dir.0, &base, 0);
+    write_png(&x, &dir.path("set/a.png")).unwrap();
+    let stderr = run_expecting(&dir.0, &base, 0);
+    assert!(
+        stderr.contains(" 1 captioned, 0 failed, 1 skipped"),
+        "{stderr}"
+    );
+    let all = records(&out);
+    let a = of_key(&all, "a.png");
+    assert_eq!(a.len(), 3);
+    assert_eq!(a[2]["sha256"], x_sha);
+    assert_eq!(a[2]["caption"], a[0]["caption"]);
+
+    // Another --max-tokens or another model: captioned again.
+    let stderr = run_expecting(&dir.0, &with(&["-n", "3"]), 0);
+    assert!(
+        stderr.contains(" 2 captioned, 0 failed, 0 skipped"),
+        "{stderr}"
+    );
+    let other = crate::util::files_with(&crate::util::wide_heads());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smolvlm"));
+    let changed_model = cmd
+        .current_dir(&dir.0)
+        .env_clear()
+        .arg("caption")
+        .arg("--model")
+        .arg(&other.model)
+        .arg("--mmproj")
+        .arg(&other.mmproj)
+        .args(["--threads", "1"])
+        .args(with(&["-n", "3"]))
+        .output()
+        .unwrap();
+    assert!(changed_model.status.success(), "{}", dump(&changed_model));
+    assert!(
+        String::from_utf8_lossy(&changed_model.stderr)
+            .contains(" 2 captioned, 0 failed, 0 skipped"),
+        "{}",
+        dump(&changed_model)
+    );
+    let all = records(&out);
+    let models: BTreeSet<&str> = all.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(models.len(), 2);
+
+    // Another prompt: captioned again; then both prompts: only what is new
+    // is asked, and no record is written twice.
+    let before = records(&out).len();
+    let stderr = run_expecting(&dir.0, &with(&["-n", "3", "-p", "List tags."]), 0);
+    assert!(stderr.contains(" 2 captioned"), "{stderr}");
+    let two = with(&["-n", "3", "-p", "List tags.", "-p", "Describe this image."]);
+    let stderr = run_expecting(&dir.0, &two, 0);
+    assert!(
+        stderr.contains(" 2 captioned, 0 failed, 2 skipped"),
+        "{stderr}"
+    );
+    let stderr = run_expecting(&dir.0, &two, 0);
+    assert!(
+        stderr.contains(" 0 captioned, 0 failed, 4 skipped"),
+        "{stderr}"
+    );
+    let all = records(&out);
+    assert_eq!(all.len(), before + 4);
+    let mut asked_twice = BTreeMap::new();
+    for r in &all[before..] {
+        *asked_twice
+            .entry((r["key"].to_string(), r["prompt"].to_string()))
+            .or_insert(0) += 1;
+    }
+    assert!(asked_twice.values().all(|&n| n == 1), "{asked_twice:?}");
 }
 
 #[test]

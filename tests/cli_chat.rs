@@ -252,9 +252,25 @@ fn caption_asks_every_image_each_prompt_encodes_it_once_and_resumes_per_prompt()
         (&lines[3]["path"], &lines[3]["prompt"], &lines[3]["caption"]),
         (&lost["path"], &lost["prompt"], &lost["caption"])
     );
-    // Records that cannot hold the prompt, and a prompt given twice.
+    // CSV rows hold their prompt too.
     let csv = dir.path("out.csv");
     let out = args(&["-o".as_ref(), csv.as_os_str()]);
+    assert!(out.status.success(), "{}", dump(&out));
+    let mut reader = csv::Reader::from_path(&csv).unwrap();
+    let column = reader.headers().unwrap().iter().position(|h| h == "prompt");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4);
+    for prompt in prompts {
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.get(column.unwrap()) == Some(prompt))
+                .count(),
+            2
+        );
+    }
+    // Records that cannot hold the prompt, and a prompt given twice.
+    let txt = dir.path("out.txt");
+    let out = args(&["-o".as_ref(), txt.as_os_str()]);
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));
     let out = args(&["--sidecar".as_ref()]);
     assert_eq!(out.status.code(), Some(2), "{}", dump(&out));

@@ -69,7 +69,9 @@ RECORDS
   is no record stream; failures are printed on stderr.
 
   JSONL (one object per image, one line each):
-    {\"path\":\"photos/cat.png\",\"key\":\"cat.png\",\"sha256\":\"5881...\",\"caption\":\"...\",
+    {\"path\":\"photos/cat.png\",\"key\":\"cat.png\",\"sha256\":\"5881...\",
+     \"prompt\":\"Describe this image.\",\"model\":\"ggml-org/SmolVLM-256M-Instruct-GGUF@...\",
+     \"asked\":\"3f9c0a1b2c3d4e5f\",\"caption\":\"...\",
      \"generated_tokens\":12,\"prompt_tokens\":93,\"image_tokens\":52,\"tiles\":12,
      \"finish\":\"max_tokens\",\"ms\":{\"decode\":0.238,\"resize\":0.346,\"tokenize\":1.2,
      \"encode\":15.719,\"prefill\":0.646,\"generate\":0.797,\"total\":18.612}}
@@ -99,20 +101,32 @@ RECORDS
     deadline_exceeded, cancelled, session (out of memory), eval, image_read
     and sidecar_write; every other kind is final.
   - Captions are trimmed of surrounding whitespace.
-  - prompt: only with several -p. Each image is asked every prompt, in
-    order, and encoded once (the session keeps it for the next prompt): one
-    record per image and prompt, this field saying which. Resume goes by
-    key, SHA-256 and prompt, so a lost record is asked again alone. Several
-    -p need JSONL records (CSV and txt have no prompt column) and no
-    --sidecar (one file per image).
+  - prompt, model, asked: what produced the record. prompt is the prompt as
+    given (a --raw-prompt's text); model is REPO@COMMIT:MODEL+MMPROJ for a
+    Hub model, or sha256:M+P (the first 16 hex digits of each file's
+    SHA-256) for local files; asked is a fingerprint (16 hex digits of a
+    SHA-256) of the model, the prompt and every option that changes the
+    text: --max-tokens, the sampling flags, --seed, --stop, the grammar or
+    schema file's content, --max-tiles, --smart-crop, the config's
+    stretch_to, and for a video --sample-fps and --max-frames. Threads, the
+    context size, the KV type and flash attention are left out. Resume
+    compares asked (see RESUME).
+  - Several -p: each image is asked every prompt, in order, and encoded
+    once (the session keeps it for the next prompt): one record per image
+    and prompt, its prompt field saying which. Resume goes by key and
+    prompt, so a lost record is asked again alone, and adding a prompt asks
+    only the new one. Several -p need JSONL or CSV records (txt holds no
+    prompt) and no --sidecar (one file per image).
 
   CSV: a header row, then the same fields in this order: path, sha256,
   caption, generated_tokens, prompt_tokens, image_tokens, tiles, finish,
   decode_ms, resize_ms, tokenize_ms, encode_ms, prefill_ms, generate_ms,
-  total_ms, error_kind, error_message, key. A row fills either the caption
-  columns or the two error columns. key is last so that the other columns
-  keep their places: a file written before it existed keeps its 17 columns
-  when resumed, and its rows are matched by path. Quoting follows RFC 4180.
+  total_ms, error_kind, error_message, key, prompt, model, asked. A row
+  fills either the caption columns or the two error columns. New columns
+  come last so that the others keep their places: a file written before key
+  existed keeps its 17 columns when resumed (its rows matched by path), one
+  written before prompt, model and asked keeps its 18. Quoting follows
+  RFC 4180. (frames and seconds of videos are in JSONL only.)
 
   txt: one line per image, `PATH: caption` or `PATH: error [kind]: message`,
   line breaks folded into spaces. On stdout the error lines go to stderr,
@@ -131,15 +145,20 @@ RESUME, OVERWRITE, INTERRUPTS
     killed at any moment (SIGKILL included) leaves a file whose every line
     parses. The file is fsync'ed at the end of the run.
   - Re-running the same command resumes. When --output exists its records
-    are read first, and an image whose key and SHA-256 already have a
-    caption record is skipped. A folder resumes from another working
-    directory or mount point; path stays as given each time. Two roots
-    holding the same relative path with the same bytes count as one image.
-    Records from before records had a key are matched by path and SHA-256,
-    so such a file resumes when the paths are given the same way. A file
-    whose bytes changed is captioned again and its new record appended; the
-    last record of a path is the current one. --resume states this default;
-    it refuses txt and a missing --output.
+    are read first, and an image is skipped only when the last record for
+    its key (and prompt) holds a caption of the same bytes (SHA-256) asked
+    the same way (the asked fingerprint: model, prompt, options). Anything
+    else is captioned again and its new record appended, so the last record
+    of a key is always the current one: a file changed and changed back,
+    another prompt, another model or another --max-tokens all caption
+    again. A folder resumes from another working directory or mount point;
+    path stays as given each time. Two roots holding the same relative path
+    with the same bytes count as one image. Records from before records
+    had a key are matched by path, so such a file resumes when the paths
+    are given the same way; records from before records held prompt and
+    asked are taken as the current settings' (for the first -p), so an
+    older file resumes without captioning everything again. --resume states
+    this default; it refuses txt and a missing --output.
   - With --sidecar, an image whose sidecar is missing or empty is captioned
     again, even if a record says it was. With --sidecar and no --output, an
     image whose sidecar holds a caption is skipped.

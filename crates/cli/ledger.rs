@@ -5,16 +5,23 @@
 //! and `--shard` splits by it): the root of a file found in a directory is
 //! that directory, of a glob match the pattern's literal prefix, and of a file
 //! named directly (an argument, or a line of stdin) its own directory, so its
-//! key is its file name. On a re-run an image whose (key, hash) has a caption
-//! record is skipped. So a folder captioned as `photos/` from one directory
+//! key is its file name. On a re-run an image is skipped only when the last
+//! record for its key (and prompt) says it was captioned from the same
+//! content (hash) by the same model, prompt and generation options (the
+//! record's `asked` fingerprint): an image changed and changed back, or asked
+//! with another prompt, model or options, is captioned again and its new
+//! record appended. So a folder captioned as `photos/` from one directory
 //! and resumed as `/abs/path/photos`, from another directory, or through
 //! another mount point of the same tree, ends with one record per image. The
 //! record's `path` stays as it was given, for the user. Two roots that hold
 //! the same relative path with the same bytes are one image to resume.
 //!
-//! Records written before they held a key are matched by (path as given,
-//! hash), as they were then: such a file resumes when the paths are given the
-//! same way. The later record wins when both kinds match.
+//! Records written before they held a key are matched by the path as given,
+//! as they were then: such a file resumes when the paths are given the same
+//! way. Records written before they held their prompt and fingerprint are
+//! taken as the current run's (its first prompt's), so an older file resumes
+//! without captioning everything again. The later record wins when several
+//! kinds match.
 //!
 //! An image whose last record is an error is captioned again when the error
 //! is transient ([`is_transient`]: a deadline, a cancel, out of memory, a
@@ -38,7 +45,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::args::Format;
-use crate::records::{CSV_COLUMNS_BEFORE_KEY, CSV_HEADER, SIDECAR_WRITE};
+use crate::records::{CSV_COLUMNS_BEFORE_ASKED, CSV_COLUMNS_BEFORE_KEY, CSV_HEADER, SIDECAR_WRITE};
 
 /// The last outcome recorded for an image's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,21 +65,47 @@ pub fn is_transient(kind: &str) -> bool {
     kind == SIDECAR_WRITE || smolvlm::kind_is_transient(kind)
 }
 
-/// The records of an existing output, by (key, sha256), and older records
-/// without a key by (path, sha256).
-#[derive(Debug, Default)]
+/// The last record of an existing output for each (key, prompt), and of
+/// older records without a key for each path.
+#[derive(Debug)]
 pub struct Ledger {
-    /// By (key, sha256, prompt): the prompt of a run with several prompts,
-    /// `None` otherwise.
-    by_key: HashMap<(String, String, Option<String>), Seen>,
-    by_path: HashMap<(String, String), Seen>,
+    /// By (key, prompt); records written before they held their prompt
+    /// under `None`.
+    by_key: HashMap<(String, Option<String>), Seen>,
+    /// Records written before they held a key, by path.
+    by_path: HashMap<String, Seen>,
     /// How many records the file held.
     pub records: usize,
     /// Set when a torn last record was cut off: what was done.
     pub repaired: Option<String>,
-    /// The CSV file's header predates the `key` column: rows appended to it
-    /// leave the key out, so that the file stays one table.
-    pub csv_without_key: bool,
+    /// The CSV file's columns: fewer than [`CSV_HEADER`]'s in a file written
+    /// before the last columns existed. Rows appended to it leave them out,
+    /// so that the file stays one table.
+    pub csv_columns: usize,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self {
+            by_key: HashMap::new(),
+            by_path: HashMap::new(),
+            records: 0,
+            repaired: None,
+            csv_columns: CSV_HEADER.len(),
+        }
+    }
+}
+
+/// What the run asks of an image, which a record must match to be reused.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking<'a> {
+    /// The prompt as given.
+    pub prompt: &'a str,
+    /// The run's fingerprint for this prompt (the record's `asked`).
+    pub fingerprint: &'a str,
+    /// Whether it is the run's first prompt: records written before they
+    /// held their prompt are taken as its.
+    pub first: bool,
 }
 
 /// A record as the ledger keeps it: which record it was (the later wins),
@@ -80,6 +113,9 @@ pub struct Ledger {
 #[derive(Debug)]
 struct Seen {
     number: usize,
+    sha256: String,
+    /// `None` in records written before they held one.
+    fingerprint: Option<String>,
     prior: Prior,
 }
 
@@ -89,8 +125,11 @@ struct Stored {
     key: Option<String>,
     path: String,
     sha256: String,
-    /// The prompt, in records of a run with several prompts.
+    /// The prompt: in every record since records said what produced them,
+    /// and before that in those of a run with several prompts.
     prompt: Option<String>,
+    /// What produced it (see [`Asking`]), in records since they said.
+    fingerprint: Option<String>,
     prior: Prior,
 }
 
@@ -133,6 +172,7 @@ struct JsonKey {
     key: Option<String>,
     sha256: Option<String>,
     prompt: Option<String>,
+    asked: Option<String>,
     caption: Option<serde::de::IgnoredAny>,
     error: Option<JsonErrorKind>,
 }
@@ -146,48 +186,50 @@ struct JsonErrorKind {
 type Parsed = (u64, Result<Stored, String>);
 
 impl Ledger {
-    /// The last outcome recorded for this content (`None`: unreadable) under
-    /// this key, or, in records without a key, at this path.
+    /// The outcome the last record for this key (or, in records without a
+    /// key, this path) holds, if it is still current: recorded for this
+    /// content (`None`: unreadable) and, when `asking` is given, for this
+    /// prompt, model and options. `None`: caption it.
     #[must_use]
-    pub fn prior(&self, key: &str, path: &str, sha256: Option<&str>) -> Option<&Prior> {
-        self.prior_for(key, path, sha256, None)
-    }
-
-    /// As [`prior`](Self::prior), for one of several prompts: records of a
-    /// run with several prompts hold theirs (records without a key never do).
-    #[must_use]
-    pub fn prior_for(
+    pub fn prior(
         &self,
         key: &str,
         path: &str,
         sha256: Option<&str>,
-        prompt: Option<&str>,
+        asking: Option<Asking<'_>>,
     ) -> Option<&Prior> {
-        let hash = sha256.unwrap_or_default();
-        let by_key = self
-            .by_key
-            .get(&(key.to_owned(), hash.to_owned(), prompt.map(str::to_owned)));
-        let by_path = prompt
-            .is_none()
-            .then(|| self.by_path.get(&(path.to_owned(), hash.to_owned())))
-            .flatten();
-        [by_key, by_path]
-            .into_iter()
-            .flatten()
-            .max_by_key(|seen| seen.number)
-            .map(|seen| &seen.prior)
+        let mut candidates: Vec<&Seen> = Vec::new();
+        if let Some(asking) = asking {
+            candidates.extend(
+                self.by_key
+                    .get(&(key.to_owned(), Some(asking.prompt.to_owned()))),
+            );
+        }
+        if asking.is_none_or(|a| a.first) {
+            candidates.extend(self.by_key.get(&(key.to_owned(), None)));
+            candidates.extend(self.by_path.get(path));
+        }
+        let last = candidates.into_iter().max_by_key(|seen| seen.number)?;
+        if last.sha256 != sha256.unwrap_or_default() {
+            return None;
+        }
+        match (asking, &last.fingerprint) {
+            (Some(asking), Some(fingerprint)) if fingerprint != asking.fingerprint => None,
+            _ => Some(&last.prior),
+        }
     }
 
     fn insert(&mut self, number: usize, stored: Stored) {
         let seen = Seen {
             number,
+            sha256: stored.sha256,
+            fingerprint: stored.fingerprint,
             prior: stored.prior,
         };
+        // Records are read in order: the later replaces the earlier.
         match stored.key {
-            Some(key) => self
-                .by_key
-                .insert((key, stored.sha256, stored.prompt), seen),
-            None => self.by_path.insert((stored.path, stored.sha256), seen),
+            Some(key) => self.by_key.insert((key, stored.prompt), seen),
+            None => self.by_path.insert(stored.path, seen),
         };
     }
 
@@ -222,8 +264,8 @@ impl Ledger {
         let (parsed, name) = match format {
             Format::Jsonl => (read_jsonl(&file).map_err(io)?, "JSONL"),
             Format::Csv => {
-                let (parsed, with_key) = read_csv(&file);
-                ledger.csv_without_key = !with_key;
+                let (parsed, columns) = read_csv(&file);
+                ledger.csv_columns = columns;
                 (parsed, "CSV")
             }
             Format::Txt => {
@@ -302,13 +344,15 @@ fn parse_json(line: &[u8]) -> Result<Stored, String> {
         path: json.path,
         sha256: json.sha256.unwrap_or_default(),
         prompt: json.prompt,
+        fingerprint: json.asked,
         prior,
     })
 }
 
-/// The records, and whether the header has the `key` column (a file written
-/// before it had [`CSV_COLUMNS_BEFORE_KEY`] columns; it still resumes).
-fn read_csv(file: &File) -> (Vec<Parsed>, bool) {
+/// The records, and how many columns the header has (files written before
+/// the last columns existed have [`CSV_COLUMNS_BEFORE_KEY`] or
+/// [`CSV_COLUMNS_BEFORE_ASKED`]; they still resume).
+fn read_csv(file: &File) -> (Vec<Parsed>, usize) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -316,12 +360,14 @@ fn read_csv(file: &File) -> (Vec<Parsed>, bool) {
     let mut parsed = Vec::new();
     let mut record = csv::StringRecord::new();
     let column = |name| CSV_HEADER.iter().position(|c| *c == name).unwrap_or(0);
-    let (path, hash, finish, kind, key) = (
+    let (path, hash, finish, kind, key, prompt, asked) = (
         column("path"),
         column("sha256"),
         column("finish"),
         column("error_kind"),
         column("key"),
+        column("prompt"),
+        column("asked"),
     );
     let mut columns = CSV_HEADER.len();
     loop {
@@ -332,11 +378,11 @@ fn read_csv(file: &File) -> (Vec<Parsed>, bool) {
                 if record.iter().eq(CSV_HEADER.iter().copied()) {
                     continue;
                 }
-                if record
-                    .iter()
-                    .eq(CSV_HEADER[..CSV_COLUMNS_BEFORE_KEY].iter().copied())
-                {
-                    columns = CSV_COLUMNS_BEFORE_KEY;
+                let older = [CSV_COLUMNS_BEFORE_KEY, CSV_COLUMNS_BEFORE_ASKED]
+                    .into_iter()
+                    .find(|&n| record.iter().eq(CSV_HEADER[..n].iter().copied()));
+                if let Some(n) = older {
+                    columns = n;
                     continue;
                 }
                 Err(format!(
@@ -355,11 +401,13 @@ fn read_csv(file: &File) -> (Vec<Parsed>, bool) {
                 } else {
                     Err("it has neither a caption nor an error".to_owned())
                 };
+                let field = |i: usize| record.get(i).filter(|v| !v.is_empty()).map(str::to_owned);
                 prior.map(|prior| Stored {
-                    key: record.get(key).filter(|k| !k.is_empty()).map(str::to_owned),
+                    key: field(key),
                     path: record[path].to_owned(),
                     sha256: record[hash].to_owned(),
-                    prompt: None,
+                    prompt: field(prompt),
+                    fingerprint: field(asked),
                     prior,
                 })
             }
@@ -371,7 +419,7 @@ fn read_csv(file: &File) -> (Vec<Parsed>, bool) {
             break;
         }
     }
-    (parsed, columns == CSV_HEADER.len())
+    (parsed, columns)
 }
 
 #[cfg(test)]
@@ -390,7 +438,7 @@ mod tests {
             path: path.to_owned(),
             key: format!("k/{path}"),
             sha256: Some(format!("{:0>64}", path.len())),
-            prompt: None,
+            asked: None,
             outcome: if ok {
                 Outcome::Captioned(Captioned {
                     text: "a caption, with \"quotes\"\nand a line break".to_owned(),
@@ -437,23 +485,26 @@ mod tests {
             let ledger = Ledger::read(&path, format).unwrap();
             assert_eq!(ledger.records, 2);
             assert!(ledger.repaired.is_none());
-            assert!(!ledger.csv_without_key);
+            assert_eq!(ledger.csv_columns, CSV_HEADER.len());
             let hash = |p: &str| format!("{:0>64}", p.len());
             // Found by key, wherever the path now is.
             assert_eq!(
-                ledger.prior("k/a.jpg", "/elsewhere/a.jpg", Some(&hash("a.jpg"))),
+                ledger.prior("k/a.jpg", "/elsewhere/a.jpg", Some(&hash("a.jpg")), None),
                 Some(&Prior::Captioned)
             );
             assert_eq!(
-                ledger.prior("k/bb.jpg", "bb.jpg", Some(&hash("bb.jpg"))),
+                ledger.prior("k/bb.jpg", "bb.jpg", Some(&hash("bb.jpg")), None),
                 Some(&Prior::Failed("image_format".to_owned()))
             );
             assert_eq!(
-                ledger.prior("k/a.jpg", "a.jpg", Some(&hash("bb.jpg"))),
+                ledger.prior("k/a.jpg", "a.jpg", Some(&hash("bb.jpg")), None),
                 None
             );
             // A record with a key is not matched by its path.
-            assert_eq!(ledger.prior("a.jpg", "a.jpg", Some(&hash("a.jpg"))), None);
+            assert_eq!(
+                ledger.prior("a.jpg", "a.jpg", Some(&hash("a.jpg")), None),
+                None
+            );
         }
     }
 
@@ -472,33 +523,41 @@ mod tests {
         let ledger = Ledger::read(&jsonl, Format::Jsonl).unwrap();
         assert_eq!(ledger.records, 2);
         assert_eq!(
-            ledger.prior("a.jpg", "photos/a.jpg", Some(&hash)),
+            ledger.prior("a.jpg", "photos/a.jpg", Some(&hash), None),
             Some(&Prior::Captioned)
         );
         assert_eq!(
-            ledger.prior("b.jpg", "photos/b.jpg", Some(&hash)),
+            ledger.prior("b.jpg", "photos/b.jpg", Some(&hash), None),
             Some(&Prior::Failed("image_format".to_owned()))
         );
         assert_eq!(
-            ledger.prior("a.jpg", "/abs/photos/a.jpg", Some(&hash)),
+            ledger.prior("a.jpg", "/abs/photos/a.jpg", Some(&hash), None),
             None
         );
 
         // A CSV file with the header from before the key column.
         let csv = temp("old.csv");
         let mut bytes = crate::records::csv_row(&CSV_HEADER[..CSV_COLUMNS_BEFORE_KEY]).unwrap();
-        bytes.extend(record("a.jpg", true).to_csv_row(false).unwrap());
+        bytes.extend(
+            record("a.jpg", true)
+                .to_csv_row(CSV_COLUMNS_BEFORE_KEY)
+                .unwrap(),
+        );
         std::fs::write(&csv, bytes).unwrap();
         let ledger = Ledger::read(&csv, Format::Csv).unwrap();
-        assert!(ledger.csv_without_key);
+        assert_eq!(ledger.csv_columns, CSV_COLUMNS_BEFORE_KEY);
         assert_eq!(
-            ledger.prior("k/a.jpg", "a.jpg", Some(&format!("{:0>64}", 5))),
+            ledger.prior("k/a.jpg", "a.jpg", Some(&format!("{:0>64}", 5)), None),
             Some(&Prior::Captioned)
         );
         // Its rows keep its column count: a row with a key is a bad record.
         let mut bytes = std::fs::read(&csv).unwrap();
         bytes.extend(record("bb.jpg", true).encode(Format::Csv).unwrap());
-        bytes.extend(record("a.jpg", true).to_csv_row(false).unwrap());
+        bytes.extend(
+            record("a.jpg", true)
+                .to_csv_row(CSV_COLUMNS_BEFORE_KEY)
+                .unwrap(),
+        );
         std::fs::write(&csv, bytes).unwrap();
         assert!(Ledger::read(&csv, Format::Csv).is_err());
     }
@@ -517,9 +576,116 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let ledger = Ledger::read(&path, Format::Jsonl).unwrap();
         assert_eq!(
-            ledger.prior("a.jpg", "photos/a.jpg", Some(&hash)),
+            ledger.prior("a.jpg", "photos/a.jpg", Some(&hash), None),
             Some(&Prior::Failed("image_format".to_owned()))
         );
+    }
+
+    fn asked(record: &mut Record, prompt: &str, fingerprint: &str) {
+        record.asked = Some(crate::records::Provenance {
+            prompt: prompt.to_owned(),
+            model: "m".to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        });
+    }
+
+    #[test]
+    fn only_the_last_record_for_a_key_counts_and_it_must_match_what_is_asked() {
+        let (x, y) = ("1".repeat(64), "2".repeat(64));
+        let path = temp("asked.jsonl");
+        let mut bytes = Vec::new();
+        for sha in [&x, &y] {
+            let mut r = record("a.jpg", true);
+            r.sha256 = Some(sha.clone());
+            asked(&mut r, "Describe.", "f1");
+            bytes.extend(r.encode(Format::Jsonl).unwrap());
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let ledger = Ledger::read(&path, Format::Jsonl).unwrap();
+        let asking = |prompt, fingerprint, first| {
+            Some(Asking {
+                prompt,
+                fingerprint,
+                first,
+            })
+        };
+        let key = "k/a.jpg";
+        // Captioned as X, changed to Y, reverted to X: Y's record is the
+        // last, so X is captioned again.
+        assert_eq!(
+            ledger.prior(key, "a.jpg", Some(&x), asking("Describe.", "f1", true)),
+            None
+        );
+        assert_eq!(
+            ledger.prior(key, "a.jpg", Some(&y), asking("Describe.", "f1", true)),
+            Some(&Prior::Captioned)
+        );
+        // Another model or options (fingerprint), another prompt: again.
+        assert_eq!(
+            ledger.prior(key, "a.jpg", Some(&y), asking("Describe.", "f2", true)),
+            None
+        );
+        assert_eq!(
+            ledger.prior(key, "a.jpg", Some(&y), asking("Tags.", "f1", true)),
+            None
+        );
+    }
+
+    #[test]
+    fn records_without_what_asked_them_are_the_first_prompts() {
+        let hash = format!("{:0>64}", 5);
+        let path = temp("unasked.jsonl");
+        std::fs::write(&path, record("a.jpg", true).encode(Format::Jsonl).unwrap()).unwrap();
+        let ledger = Ledger::read(&path, Format::Jsonl).unwrap();
+        let asking = |first| {
+            Some(Asking {
+                prompt: "Tags.",
+                fingerprint: "f9",
+                first,
+            })
+        };
+        assert_eq!(
+            ledger.prior("k/a.jpg", "a.jpg", Some(&hash), asking(true)),
+            Some(&Prior::Captioned)
+        );
+        assert_eq!(
+            ledger.prior("k/a.jpg", "a.jpg", Some(&hash), asking(false)),
+            None
+        );
+
+        // A CSV file with the header from before the prompt and fingerprint
+        // columns resumes the same way, and its rows keep its width.
+        let csv = temp("unasked.csv");
+        let mut bytes = crate::records::csv_row(&CSV_HEADER[..CSV_COLUMNS_BEFORE_ASKED]).unwrap();
+        bytes.extend(
+            record("a.jpg", true)
+                .to_csv_row(CSV_COLUMNS_BEFORE_ASKED)
+                .unwrap(),
+        );
+        std::fs::write(&csv, bytes).unwrap();
+        let ledger = Ledger::read(&csv, Format::Csv).unwrap();
+        assert_eq!(ledger.csv_columns, CSV_COLUMNS_BEFORE_ASKED);
+        assert_eq!(
+            ledger.prior("k/a.jpg", "a.jpg", Some(&hash), asking(true)),
+            Some(&Prior::Captioned)
+        );
+
+        // In today's CSV, prompt and fingerprint are read back.
+        let csv = temp("asked.csv");
+        let mut r = record("a.jpg", true);
+        asked(&mut r, "Tags.", "f9");
+        write(&csv, Format::Csv, &[r], b"");
+        let ledger = Ledger::read(&csv, Format::Csv).unwrap();
+        assert_eq!(
+            ledger.prior("k/a.jpg", "a.jpg", Some(&hash), asking(false)),
+            Some(&Prior::Captioned)
+        );
+        let other = Some(Asking {
+            prompt: "Tags.",
+            fingerprint: "f8",
+            first: true,
+        });
+        assert_eq!(ledger.prior("k/a.jpg", "a.jpg", Some(&hash), other), None);
     }
 
     #[test]

@@ -118,6 +118,59 @@ impl ModelSettings {
             .source
             .resolve(&hub_options(self.offline))
             .map_err(|e| e.to_string())?;
+        self.load_resolved(&resolved)
+    }
+
+    /// Loads the model, and says which pair it is, for records:
+    /// `REPO@COMMIT:MODEL_FILE+MMPROJ_FILE` for a Hub model; for local
+    /// files, with `hash` the SHA-256 of each (16 hex digits; they are read
+    /// once more, about a second per GB), else their paths (for records
+    /// that hold no provenance: txt).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load), or a file that cannot be read.
+    pub fn load_identified(&self, hash: bool) -> Result<(Model, String), String> {
+        let resolved = self
+            .source
+            .resolve(&hub_options(self.offline))
+            .map_err(|e| e.to_string())?;
+        let identity = match &resolved.hub {
+            Some(hub) => format!(
+                "{}@{}:{}+{}",
+                hub.repo, hub.commit, hub.model_file, hub.mmproj_file
+            ),
+            None if !hash => format!(
+                "{}+{}",
+                resolved.files.model.display(),
+                resolved.files.mmproj.display()
+            ),
+            None => {
+                let hash = |path: &std::path::Path| -> Result<String, String> {
+                    use sha2::Digest;
+                    let mut file = std::fs::File::open(path)
+                        .map_err(|e| format!("'{}': {e}", path.display()))?;
+                    let mut hasher = sha2::Sha256::new();
+                    std::io::copy(&mut file, &mut hasher)
+                        .map_err(|e| format!("'{}': {e}", path.display()))?;
+                    Ok(hasher
+                        .finalize()
+                        .iter()
+                        .take(8)
+                        .map(|b| format!("{b:02x}"))
+                        .collect())
+                };
+                format!(
+                    "sha256:{}+{}",
+                    hash(&resolved.files.model)?,
+                    hash(&resolved.files.mmproj)?
+                )
+            }
+        };
+        Ok((self.load_resolved(&resolved)?, identity))
+    }
+
+    fn load_resolved(&self, resolved: &smolvlm::ResolvedModel) -> Result<Model, String> {
         // A bar on a terminal, from the library's load progress.
         let bar = std::io::stderr().is_terminal().then(|| {
             let style =

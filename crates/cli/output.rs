@@ -24,8 +24,9 @@ enum Target {
     File {
         file: File,
         path: PathBuf,
-        /// A CSV file from before records had a key: its rows have none.
-        csv_without_key: bool,
+        /// A CSV file's columns: fewer than today's in a file written
+        /// before the last ones existed (its rows leave them out).
+        csv_columns: usize,
     },
     Nowhere,
 }
@@ -80,7 +81,7 @@ impl Sink {
         let target = Target::File {
             file,
             path: path.to_path_buf(),
-            csv_without_key: ledger.csv_without_key,
+            csv_columns: ledger.csv_columns,
         };
         Ok((
             Self {
@@ -110,12 +111,10 @@ impl Sink {
             // One write_all of the whole record: File is unbuffered, so
             // this is one write(2) call for any record of sane size.
             Target::File {
-                file,
-                csv_without_key,
-                ..
+                file, csv_columns, ..
             } => {
-                let bytes = if self.format == Format::Csv && *csv_without_key {
-                    record.to_csv_row(false)?
+                let bytes = if self.format == Format::Csv {
+                    record.to_csv_row(*csv_columns)?
                 } else {
                     record.encode(self.format)?
                 };

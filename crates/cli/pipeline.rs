@@ -26,9 +26,9 @@ use smolvlm::{CancelToken, CaptionError, GenerationOptions, ImageError, Model, P
 
 use crate::args::VideoArgs;
 
-use crate::ledger::{self, Ledger, Prior};
+use crate::ledger::{self, Asking, Ledger, Prior};
 use crate::output::{sidecar_done, write_sidecar};
-use crate::records::{Captioned, Outcome, Record, SIDECAR_WRITE};
+use crate::records::{Captioned, Outcome, Provenance, Record, SIDECAR_WRITE};
 
 /// One image to caption.
 #[derive(Debug, Clone)]
@@ -107,12 +107,24 @@ pub trait Observer {
 pub struct Asked {
     /// The prompt.
     pub prompt: Prompt,
-    /// What its records say it was, in a run with several prompts; `None`
-    /// with one prompt (records hold no prompt then, as before).
-    pub label: Option<String>,
     /// What a video is asked: the prompt, unless none was given (the
     /// default prompt speaks of an image).
     pub video_prompt: Prompt,
+    /// What an image's records say produced them (resume compares it).
+    pub image: Provenance,
+    /// What a video's records say produced them.
+    pub video: Provenance,
+}
+
+impl Asked {
+    /// What `job`'s records say produced them.
+    fn provenance(&self, job: &Job) -> &Provenance {
+        if job.video {
+            &self.video
+        } else {
+            &self.image
+        }
+    }
 }
 
 /// An image as the prep stage hands it on: what is already decided (skips,
@@ -337,7 +349,7 @@ fn captioned_record(ready: &Ready, asked: &Asked, captioned: Captioned) -> Recor
         path: label,
         key: job.key.clone(),
         sha256,
-        prompt: asked.label.clone(),
+        asked: Some(asked.provenance(job).clone()),
         outcome: Outcome::Captioned(captioned),
     }
 }
@@ -354,7 +366,7 @@ fn failed(
         path,
         key: job.key.clone(),
         sha256,
-        prompt: asked.label.clone(),
+        asked: Some(asked.provenance(job).clone()),
         outcome: Outcome::Failed {
             kind: kind.to_owned(),
             message: message.to_string(),
@@ -487,9 +499,13 @@ fn pending(
 ) -> Vec<usize> {
     let mut pending = Vec::new();
     for (i, asked) in plan.prompts.iter().enumerate() {
-        let prior = plan
-            .ledger
-            .prior_for(&job.key, label, sha256, asked.label.as_deref());
+        let provenance = asked.provenance(job);
+        let asking = Asking {
+            prompt: &provenance.prompt,
+            fingerprint: &provenance.fingerprint,
+            first: i == 0,
+        };
+        let prior = plan.ledger.prior(&job.key, label, sha256, Some(asking));
         match prior {
             None => pending.push(i),
             Some(Prior::Failed(kind)) if plan.retry_errors || ledger::is_transient(kind) => {

@@ -28,11 +28,26 @@ pub struct Record {
     pub key: String,
     /// SHA-256 of the file's bytes, lowercase hex; `None` if it could not be read.
     pub sha256: Option<String>,
-    /// The prompt, in a run with several prompts (JSONL only); `None`
-    /// otherwise, as records had before.
-    pub prompt: Option<String>,
+    /// What produced it; `None` for a record that no run's settings
+    /// produce (a sidecar conflict).
+    pub asked: Option<Provenance>,
     /// The caption, or why there is none.
     pub outcome: Outcome,
+}
+
+/// What produced a record, which resume compares with the run's own: the
+/// prompt, the model pair, and a fingerprint of those and of every option
+/// that changes the text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Provenance {
+    /// The prompt as given (a raw prompt's text as given).
+    pub prompt: String,
+    /// The model pair: `REPO@COMMIT` for a Hub model, the SHA-256 of the
+    /// two files (16 hex digits each) for local files.
+    pub model: String,
+    /// SHA-256 (16 hex digits) of the model, the prompt and the options
+    /// that change the text.
+    pub fingerprint: String,
 }
 
 /// A caption or an error.
@@ -119,6 +134,10 @@ struct JsonRecord<'a> {
     sha256: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asked: Option<&'a str>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     answer: Option<JsonAnswer<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,10 +224,11 @@ impl JsonTimings {
     }
 }
 
-/// The CSV columns, in order. `key` is last so that files written before it
-/// existed keep their layout: rows appended to such a file leave it out (the
-/// first [`CSV_COLUMNS_BEFORE_KEY`] columns).
-pub const CSV_HEADER: [&str; 18] = [
+/// The CSV columns, in order. New columns go last so that files written
+/// before they existed keep their layout: rows appended to such a file leave
+/// them out (the first [`CSV_COLUMNS_BEFORE_KEY`] or
+/// [`CSV_COLUMNS_BEFORE_ASKED`] columns).
+pub const CSV_HEADER: [&str; 21] = [
     "path",
     "sha256",
     "caption",
@@ -227,10 +247,16 @@ pub const CSV_HEADER: [&str; 18] = [
     "error_kind",
     "error_message",
     "key",
+    "prompt",
+    "model",
+    "asked",
 ];
 
 /// How many columns CSV files had before records held a key.
 pub const CSV_COLUMNS_BEFORE_KEY: usize = 17;
+
+/// How many columns CSV files had before records said what produced them.
+pub const CSV_COLUMNS_BEFORE_ASKED: usize = 18;
 
 impl Record {
     /// The record in `format`, ending with a newline.
@@ -241,42 +267,40 @@ impl Record {
     pub fn encode(&self, format: Format) -> std::io::Result<Vec<u8>> {
         match format {
             Format::Jsonl => self.to_json_line(),
-            Format::Csv => self.to_csv_row(true),
+            Format::Csv => self.to_csv_row(CSV_HEADER.len()),
             Format::Txt => Ok(self.to_text_line().into_bytes()),
         }
     }
 
     fn to_json_line(&self) -> std::io::Result<Vec<u8>> {
-        let json = match &self.outcome {
-            Outcome::Captioned(c) => JsonRecord {
-                path: &self.path,
-                key: &self.key,
-                sha256: self.sha256.as_deref(),
-                prompt: self.prompt.as_deref(),
-                answer: Some(JsonAnswer::new(c)),
-                error: None,
-            },
-            Outcome::Failed { kind, message } => JsonRecord {
-                path: &self.path,
-                key: &self.key,
-                sha256: self.sha256.as_deref(),
-                prompt: self.prompt.as_deref(),
-                answer: None,
-                error: Some(JsonError { kind, message }),
-            },
+        let asked = self.asked.as_ref();
+        let (answer, error) = match &self.outcome {
+            Outcome::Captioned(c) => (Some(JsonAnswer::new(c)), None),
+            Outcome::Failed { kind, message } => (None, Some(JsonError { kind, message })),
+        };
+        let json = JsonRecord {
+            path: &self.path,
+            key: &self.key,
+            sha256: self.sha256.as_deref(),
+            prompt: asked.map(|a| a.prompt.as_str()),
+            model: asked.map(|a| a.model.as_str()),
+            asked: asked.map(|a| a.fingerprint.as_str()),
+            answer,
+            error,
         };
         let mut line = serde_json::to_vec(&json)?;
         line.push(b'\n');
         Ok(line)
     }
 
-    /// The CSV row, with the `key` column or (for a file whose header
-    /// predates it) without.
+    /// The CSV row, its first `columns` columns: all of them, or as many as
+    /// the header of an older file has ([`CSV_COLUMNS_BEFORE_KEY`],
+    /// [`CSV_COLUMNS_BEFORE_ASKED`]).
     ///
     /// # Errors
     ///
     /// Only if serialization itself fails (it does not for these types).
-    pub fn to_csv_row(&self, with_key: bool) -> std::io::Result<Vec<u8>> {
+    pub fn to_csv_row(&self, columns: usize) -> std::io::Result<Vec<u8>> {
         let mut fields: Vec<String> =
             vec![self.path.clone(), self.sha256.clone().unwrap_or_default()];
         match &self.outcome {
@@ -303,9 +327,10 @@ impl Record {
                 fields.extend([kind.clone(), message.clone()]);
             }
         }
-        if with_key {
-            fields.push(self.key.clone());
-        }
+        fields.push(self.key.clone());
+        let asked = self.asked.clone().unwrap_or_default();
+        fields.extend([asked.prompt, asked.model, asked.fingerprint]);
+        fields.truncate(columns);
         csv_row(&fields)
     }
 
@@ -346,7 +371,11 @@ mod tests {
             path: "a/b, \"c\".jpg".to_owned(),
             key: "b, \"c\".jpg".to_owned(),
             sha256: Some("ab".repeat(32)),
-            prompt: None,
+            asked: Some(Provenance {
+                prompt: "Describe, \"this\".".to_owned(),
+                model: "org/repo@abc".to_owned(),
+                fingerprint: "0123456789abcdef".to_owned(),
+            }),
             outcome: Outcome::Captioned(Captioned {
                 text: text.to_owned(),
                 generated_tokens: 3,
@@ -375,12 +404,16 @@ mod tests {
         assert_eq!(&rec[2], "two\nlines, \"quoted\"");
         assert_eq!(&rec[7], "end_of_text");
         assert_eq!(&rec[17], "b, \"c\".jpg");
-        let old = captioned("x").to_csv_row(false).unwrap();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(&old[..]);
-        let rec = reader.records().next().unwrap().unwrap();
-        assert_eq!(rec.len(), CSV_COLUMNS_BEFORE_KEY);
+        assert_eq!(&rec[18], "Describe, \"this\".");
+        assert_eq!((&rec[19], &rec[20]), ("org/repo@abc", "0123456789abcdef"));
+        for columns in [CSV_COLUMNS_BEFORE_KEY, CSV_COLUMNS_BEFORE_ASKED] {
+            let old = captioned("x").to_csv_row(columns).unwrap();
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(&old[..]);
+            let rec = reader.records().next().unwrap().unwrap();
+            assert_eq!(rec.len(), columns);
+        }
     }
 
     #[test]
@@ -391,12 +424,17 @@ mod tests {
         assert_eq!(v["caption"], "x\ny");
         assert_eq!(v["tiles"], 12);
         assert_eq!(v["key"], "b, \"c\".jpg");
+        assert_eq!(v["prompt"], "Describe, \"this\".");
+        assert_eq!(
+            (&v["model"], &v["asked"]),
+            (&"org/repo@abc".into(), &"0123456789abcdef".into())
+        );
         assert!(v.get("error").is_none());
         let failed = Record {
             path: "p.jpg".to_owned(),
             key: "p.jpg".to_owned(),
             sha256: None,
-            prompt: None,
+            asked: None,
             outcome: Outcome::Failed {
                 kind: "image_truncated".to_owned(),
                 message: "cut".to_owned(),

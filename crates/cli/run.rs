@@ -97,7 +97,9 @@ fn caption_jobs(
     if jobs.is_empty() || STOP.load(Ordering::SeqCst) {
         return Ok(());
     }
-    let model = settings.model.load()?;
+    // txt records hold no provenance: local files need not be hashed.
+    let hash = settings.format != crate::args::Format::Txt;
+    let (model, identity) = settings.model.load_identified(hash)?;
     // A grammar the model's vocabulary refuses stops the run: every image
     // would fail the same way.
     model
@@ -113,7 +115,7 @@ fn caption_jobs(
         ledger,
         image: settings.model.image.clone(),
         video: settings.video,
-        prompts: settings.prompts.clone(),
+        prompts: settings.prompts_for(&identity),
         generation: settings.generation.clone(),
         parallel: settings.parallel,
         prep_threads: settings.prep_threads,
@@ -179,7 +181,7 @@ fn plan_jobs(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> (Vec<Job>
                 let path = input.path.to_string_lossy().into_owned();
                 // Recorded once: a later run skips it like any error.
                 let final_error = matches!(
-                    ledger.prior(&input.key, &path, None),
+                    ledger.prior(&input.key, &path, None, None),
                     Some(Prior::Failed(kind)) if !crate::ledger::is_transient(kind)
                 );
                 if final_error && !settings.retry_errors {
@@ -189,7 +191,7 @@ fn plan_jobs(inputs: &Inputs, settings: &Settings, ledger: &Ledger) -> (Vec<Job>
                     path,
                     key: input.key.clone(),
                     sha256: None,
-                    prompt: None,
+                    asked: None,
                     outcome: Outcome::Failed {
                         kind: SIDECAR_CONFLICT.to_owned(),
                         message: format!(

@@ -10,6 +10,7 @@ use smolvlm::{GenerationOptions, Prompt};
 use crate::args::{CaptionArgs, Format, GenerationArgs, VideoArgs};
 use crate::model::ModelSettings;
 use crate::pipeline::Asked;
+use crate::records::Provenance;
 use crate::shard::Shard;
 
 /// Everything a `caption` run does, resolved.
@@ -42,6 +43,8 @@ pub struct Settings {
     pub shard: Option<Shard>,
     /// How videos' frames are sampled.
     pub video: VideoArgs,
+    /// The options that change the text, as records' fingerprints cover them.
+    pub output_options: serde_json::Value,
     /// No progress or summary.
     pub quiet: bool,
 }
@@ -69,9 +72,9 @@ impl Settings {
             None => Format::Jsonl,
         });
         if args.prompt.len() > 1 {
-            if format != Format::Jsonl {
+            if format == Format::Txt {
                 return Err(
-                    "several --prompt need JSONL records (--format jsonl), which hold each record's prompt"
+                    "several --prompt need JSONL or CSV records, which hold each record's prompt (not txt)"
                         .to_owned(),
                 );
             }
@@ -90,9 +93,11 @@ impl Settings {
                 "--resume needs --format jsonl or csv: txt records hold no content hash".to_owned(),
             );
         }
+        let generation = generation(&args.generation, &model)?;
         Ok(Self {
             prompts: prompts(args, &model),
-            generation: generation(&args.generation, &model)?,
+            output_options: output_options(args, &model, &generation)?,
+            generation,
             parallel: parallel as usize,
             prep_threads: args.prep_threads as usize,
             output: args.output.clone(),
@@ -274,27 +279,118 @@ pub fn generation(
 }
 
 fn prompts(args: &CaptionArgs, model: &ModelSettings) -> Vec<Asked> {
-    let asked = |prompt: Prompt, label: Option<String>| Asked {
-        video_prompt: prompt.clone(),
+    let asked = |prompt: Prompt, video_prompt: Prompt| Asked {
         prompt,
-        label,
+        video_prompt,
+        image: Provenance::default(),
+        video: Provenance::default(),
     };
     if let Some(raw) = &args.raw_prompt {
-        return vec![asked(Prompt::raw(raw.replace("\\n", "\n")), None)];
+        let raw = Prompt::raw(raw.replace("\\n", "\n"));
+        return vec![asked(raw.clone(), raw)];
     }
-    match args.prompt.as_slice() {
-        [] => {
-            let preset = model.preset.map(|p| p.prompt.clone());
-            vec![Asked {
-                prompt: Prompt::from(preset.unwrap_or_else(|| DEFAULT_PROMPT.to_owned())),
-                video_prompt: Prompt::from(DEFAULT_VIDEO_PROMPT),
-                label: None,
-            }]
-        }
-        [one] => vec![asked(Prompt::from(one.as_str()), None)],
-        several => several
+    if args.prompt.is_empty() {
+        let preset = model.preset.map(|p| p.prompt.clone());
+        return vec![asked(
+            Prompt::from(preset.unwrap_or_else(|| DEFAULT_PROMPT.to_owned())),
+            Prompt::from(DEFAULT_VIDEO_PROMPT),
+        )];
+    }
+    args.prompt
+        .iter()
+        .map(|text| asked(Prompt::from(text.as_str()), Prompt::from(text.as_str())))
+        .collect()
+}
+
+/// The options that change a caption's text, for the records' fingerprint:
+/// generation (the length, sampling, stop strings, grammar or schema by
+/// their SHA-256) and how images are shaped. Threads, the context size, the
+/// KV cache type and flash attention are left out: they change the
+/// arithmetic's rounding at most, and a run that only changes them resumes.
+fn output_options(
+    args: &CaptionArgs,
+    model: &ModelSettings,
+    generation: &GenerationOptions,
+) -> Result<serde_json::Value, String> {
+    let g = &args.generation;
+    let file_hash = |path: &Option<PathBuf>| -> Result<Option<String>, String> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read(p)
+                    .map(|bytes| short_hash(&bytes))
+                    .map_err(|e| format!("'{}': {e}", p.display()))
+            })
+            .transpose()
+    };
+    Ok(serde_json::json!({
+        "max_tokens": generation.max_tokens(),
+        "temperature": g.temperature,
+        "top_k": g.top_k,
+        "top_p": g.top_p,
+        "min_p": g.min_p,
+        "repeat_penalty": g.repeat_penalty,
+        "seed": g.seed,
+        "stop": g.stop,
+        "json_schema": file_hash(&g.json_schema)?,
+        "grammar": file_hash(&g.grammar)?,
+        "max_tiles": model.load.max_tiles(),
+        "smart_crop": model.smart_crop,
+        "stretch_to": model.stretch_to,
+    }))
+}
+
+/// SHA-256 of `bytes`, its first 16 hex digits: enough to tell settings
+/// apart, short enough to read in a record.
+#[must_use]
+pub fn short_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Settings {
+    /// The prompts, each with what its records say produced them, for the
+    /// model identified as `model` (see [`ModelSettings::identity`]).
+    #[must_use]
+    pub fn prompts_for(&self, model: &str) -> Vec<Asked> {
+        self.prompts
             .iter()
-            .map(|text| asked(Prompt::from(text.as_str()), Some(text.clone())))
-            .collect(),
+            .map(|asked| {
+                let mut asked = asked.clone();
+                asked.image = self.provenance(&asked.prompt, model, false);
+                asked.video = self.provenance(&asked.video_prompt, model, true);
+                asked
+            })
+            .collect()
+    }
+
+    fn provenance(&self, prompt: &Prompt, model: &str, video: bool) -> Provenance {
+        let (text, raw) = match prompt {
+            Prompt::User(text) => (text.clone(), false),
+            Prompt::Raw(text) => (text.clone(), true),
+        };
+        let mut what = serde_json::json!({
+            "model": model,
+            "prompt": text,
+            "raw_prompt": raw,
+            "options": self.output_options,
+        });
+        if video {
+            what["video"] = serde_json::json!({
+                "sample_fps": self.video.sample_fps.unwrap_or(smolvlm::video::DEFAULT_FPS),
+                "max_frames": self
+                    .video
+                    .max_frames
+                    .map_or(smolvlm::video::DEFAULT_MAX_FRAMES, std::num::NonZeroUsize::get),
+            });
+        }
+        Provenance {
+            prompt: text,
+            model: model.to_owned(),
+            fingerprint: short_hash(what.to_string().as_bytes()),
+        }
     }
 }
