@@ -662,6 +662,22 @@ fn cli_fetch_downloads_and_prints_the_paths_then_caption_runs_offline() {
     let out = smolvlm(&with_img, &home.0, None);
     assert!(out.status.success(), "{}", dump(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // A record names the Hub pair it came from: repo, commit and files.
+    with_img.extend(["--format", "jsonl"]);
+    let out = smolvlm(&with_img, &home.0, None);
+    assert!(out.status.success(), "{}", dump(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let model = record["model"].as_str().unwrap_or_default();
+    // "revision:  main (commit abc...)"
+    let commit = stdout
+        .lines()
+        .find_map(|l| l.split("(commit ").nth(1))
+        .map(|rest| rest.trim_end_matches(')'))
+        .unwrap_or_else(|| panic!("no commit\n{stdout}"));
+    assert!(
+        model.starts_with(&format!("{REPO}@{commit}:")) && model.contains(".gguf+"),
+        "{record}"
+    );
 
     let out = smolvlm(&["info", "--model", REPO, "--offline"], &home.0, None);
     assert!(out.status.success(), "{}", dump(&out));
