@@ -2,8 +2,8 @@
 # Memory safety, checked rather than assumed: the engine layer's tests and
 # the C program of crates/capi run under valgrind's memcheck, which fails on
 # any invalid read or write, use of uninitialised memory, or definite leak.
-# About 6 minutes on 2 cores (the C program captions a dozen times, about
-# 50 times slower under valgrind). `.ci/run` calls it; installs valgrind
+# About 10 minutes on 2 cores (the C program captions a dozen times and asks
+# about a video, about 50 times slower under valgrind). `.ci/run` calls it; installs valgrind
 # with apt-get when it is missing.
 #
 # One engine test is left out: loads_report_progress_and_stop_when_asked
@@ -27,7 +27,9 @@ fi
 memcheck="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
 
 echo "memcheck: the engine layer's tests" >&2
-engine_tests="$(cargo test --release -p smolvlm-engine --test engine --no-run 2>&1 |
+# --workspace: the features of the README's test command, whose build this
+# reuses (-p alone would unify others and build again).
+engine_tests="$(cargo test --release --workspace --test engine --no-run 2>&1 |
     sed -n 's/.*Executable .* (\(.*\))$/\1/p' | tail -n 1)"
 if [ ! -x "$engine_tests" ]; then
     echo "memcheck: cannot find the engine test binary" >&2
@@ -37,5 +39,5 @@ fi
 $memcheck "$engine_tests" --test-threads=1 --skip loads_report_progress_and_stop_when_asked
 
 echo "memcheck: the C program, linked against the shared library" >&2
-SMOLVLM_C_WRAPPER="$memcheck" cargo test --release -p smolvlm-capi --test c_api \
+SMOLVLM_C_WRAPPER="$memcheck" cargo test --release --workspace --test c_api \
     a_c_program_linked_against_the_shared_library_captions_like_rust
