@@ -8,14 +8,13 @@
 
 use std::process::Command;
 
-use image::codecs::gif::GifEncoder;
-use image::{Delay, Rgba, RgbaImage};
+use image::{Rgba, RgbaImage};
 use smolvlm::video::{sample_indices, Video};
 use smolvlm::{
     CaptionError, Conversation, Error, Event, GenerationOptions, LoadOptions, Message, Model,
     Progress, Request, Worker,
 };
-use smolvlm_testkit::images::{gradient, write_png};
+use smolvlm_testkit::images::{animated_gif, gradient, write_png};
 use smolvlm_testkit::TinyModelSpec;
 
 use crate::util::{
@@ -29,19 +28,11 @@ fn gif(n: u32, delay_ms: u32) -> Vec<u8> {
 
 /// [`gif`] with its colours moved on by `offset` frames.
 fn gif_from(n: u32, delay_ms: u32, offset: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    {
-        let mut encoder = GifEncoder::new(&mut bytes);
-        for i in offset..offset + n {
-            let c = (i * 37 % 256) as u8;
-            let pixels =
-                RgbaImage::from_pixel(48, 36, Rgba([c, 255 - c, (i * 11 % 256) as u8, 255]));
-            let frame =
-                image::Frame::from_parts(pixels, 0, 0, Delay::from_numer_denom_ms(delay_ms, 1));
-            encoder.encode_frame(frame).unwrap();
-        }
-    }
-    bytes
+    let frames = (offset..offset + n).map(|i| {
+        let c = (i * 37 % 256) as u8;
+        RgbaImage::from_pixel(48, 36, Rgba([c, 255 - c, (i * 11 % 256) as u8, 255]))
+    });
+    animated_gif(frames, delay_ms).unwrap()
 }
 
 /// How many vision encodes a call began (one per frame, or per tile).

@@ -73,21 +73,17 @@ fn images(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let bad = dir.join("bad.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really a PNG").unwrap();
     let video = dir.join("clip.gif");
-    let mut gif = Vec::new();
-    {
-        let mut encoder = image::codecs::gif::GifEncoder::new(&mut gif);
-        for i in 0..VIDEO_FRAMES {
-            let shade = (i * 40) as u8;
-            let frame = image::RgbaImage::from_fn(48, 32, |x, _| {
-                image::Rgba([shade, 255 - shade, (x * 5) as u8, 255])
-            });
-            let delay = image::Delay::from_numer_denom_ms(1000, 1);
-            encoder
-                .encode_frame(image::Frame::from_parts(frame, 0, 0, delay))
-                .unwrap();
-        }
-    }
-    std::fs::write(&video, gif).unwrap();
+    let frames = (0..VIDEO_FRAMES).map(|i| {
+        let shade = (i * 40) as u8;
+        image::RgbaImage::from_fn(48, 32, |x, _| {
+            image::Rgba([shade, 255 - shade, (x * 5) as u8, 255])
+        })
+    });
+    std::fs::write(
+        &video,
+        smolvlm_testkit::images::animated_gif(frames, 1000).unwrap(),
+    )
+    .unwrap();
     (good, bad, video)
 }
 

@@ -4,11 +4,33 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{Rgb, RgbImage};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// An animated GIF of `frames`, each shown for `delay_ms`: a short video
+/// for the video tests.
+///
+/// # Errors
+///
+/// The GIF encoder's (none for in-memory output in practice).
+pub fn animated_gif(
+    frames: impl IntoIterator<Item = image::RgbaImage>,
+    delay_ms: u32,
+) -> image::ImageResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = GifEncoder::new(&mut bytes);
+        for pixels in frames {
+            let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
+            encoder.encode_frame(image::Frame::from_parts(pixels, 0, 0, delay))?;
+        }
+    }
+    Ok(bytes)
+}
 
 /// A smooth gradient: red grows left to right, green top to bottom, blue
 /// toward the top-left corner.

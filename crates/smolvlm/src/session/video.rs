@@ -96,8 +96,7 @@ mod tests {
 
     use std::time::Instant;
 
-    use image::codecs::gif::GifEncoder;
-    use image::{Delay, Rgba, RgbaImage};
+    use image::{Rgba, RgbaImage};
 
     use super::*;
     use crate::prompt::render_media;
@@ -118,18 +117,11 @@ mod tests {
 
     /// [`gif`] with its colours shifted by `shift` frames.
     fn gif_shifted(n: u32, delay_ms: u32, shift: u32) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        {
-            let mut encoder = GifEncoder::new(&mut bytes);
-            for i in 0..n {
-                let c = ((i + shift) * 40 % 256) as u8;
-                let pixels = RgbaImage::from_pixel(40, 30, Rgba([c, 255 - c, 90, 255]));
-                let delay = Delay::from_numer_denom_ms(delay_ms, 1);
-                let frame = image::Frame::from_parts(pixels, 0, 0, delay);
-                encoder.encode_frame(frame).unwrap();
-            }
-        }
-        bytes
+        let frames = (0..n).map(|i| {
+            let c = ((i + shift) * 40 % 256) as u8;
+            RgbaImage::from_pixel(40, 30, Rgba([c, 255 - c, 90, 255]))
+        });
+        smolvlm_testkit::images::animated_gif(frames, delay_ms).unwrap()
     }
 
     /// The prompt's tokens as the session lays them out, each frame as the

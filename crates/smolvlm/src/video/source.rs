@@ -664,8 +664,7 @@ fn list_frame_files(dir: &Path) -> Result<Vec<PathBuf>, VideoError> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use image::codecs::gif::GifEncoder;
-    use image::{Delay, Rgba};
+    use image::Rgba;
 
     const COLOURS: [[u8; 3]; 6] = [
         [255, 0, 0],
@@ -685,16 +684,8 @@ mod tests {
     }
 
     fn gif(n: usize, delay_ms: u32) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        {
-            let mut encoder = GifEncoder::new(&mut bytes);
-            for i in 0..n {
-                let delay = Delay::from_numer_denom_ms(delay_ms, 1);
-                let frame = image::Frame::from_parts(solid(COLOURS[i % 6], 255), 0, 0, delay);
-                encoder.encode_frame(frame).unwrap();
-            }
-        }
-        bytes
+        let frames = (0..n).map(|i| solid(COLOURS[i % 6], 255));
+        smolvlm_testkit::images::animated_gif(frames, delay_ms).unwrap()
     }
 
     fn encode(image: &RgbaImage, format: ImageFormat) -> Vec<u8> {
