@@ -153,12 +153,7 @@ impl ModelSettings {
                     let mut hasher = sha2::Sha256::new();
                     std::io::copy(&mut file, &mut hasher)
                         .map_err(|e| format!("'{}': {e}", path.display()))?;
-                    Ok(hasher
-                        .finalize()
-                        .iter()
-                        .take(8)
-                        .map(|b| format!("{b:02x}"))
-                        .collect())
+                    Ok(crate::settings::short_hex(&hasher.finalize()))
                 };
                 format!(
                     "sha256:{}+{}",

@@ -344,11 +344,13 @@ fn output_options(
 #[must_use]
 pub fn short_hash(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    short_hex(&sha2::Sha256::digest(bytes))
+}
+
+/// The first 16 hex digits of a digest.
+#[must_use]
+pub fn short_hex(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 impl Settings {
