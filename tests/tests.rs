@@ -7,6 +7,7 @@
 mod util;
 
 mod batch;
+mod batch_api;
 mod cancel;
 mod caption;
 mod cli;

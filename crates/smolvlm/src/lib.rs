@@ -33,6 +33,7 @@
 // Every call into llama.cpp, and so every `unsafe` block, is in smolvlm-engine.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 mod conversation;
 mod error;
 mod generation;
@@ -63,7 +64,7 @@ pub use crate::preset::{
     FileSelector, Miss, NoMatch, Preset, Quantization, RepoGgufs, DEFAULT_PRESET,
     DEFAULT_QUANTIZATION,
 };
-pub use crate::prompt::{Prompt, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
+pub use crate::prompt::{Prompt, DEFAULT_PROMPT, FALLBACK_CHAT_TEMPLATE, MEDIA_MARKER};
 pub use crate::session::{
     Caption, EncodeProgress, FinishReason, Progress, Session, Timings, TokenCount, VideoReport,
 };

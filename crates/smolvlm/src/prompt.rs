@@ -5,6 +5,9 @@ use crate::error::CaptionError;
 /// The marker mtmd replaces with the image's tokens (mtmd's default marker).
 pub const MEDIA_MARKER: &str = "<__media__>";
 
+/// The prompt a caption is asked when the caller gives none.
+pub const DEFAULT_PROMPT: &str = "Describe this image.";
+
 /// SmolVLM's chat template, verbatim from HuggingFaceTB/SmolVLM-*-Instruct.
 /// Used when the text model's GGUF carries no `tokenizer.chat_template`.
 pub const FALLBACK_CHAT_TEMPLATE: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
