@@ -948,3 +948,73 @@ fn throughput() {
         println!("| {name} | {:.2} | {:.2}x |", best[m], best[m] / best[0]);
     }
 }
+
+#[test]
+fn identical_photos_are_captioned_once_and_their_records_say_so() {
+    let dir = TempDir::new("batch-dedupe");
+    std::fs::create_dir_all(dir.path("in")).unwrap();
+    // 6 copies of one photo and 2 others, named so that the walk (sorted)
+    // puts the others between copies.
+    let photo = gradient(90, 60);
+    let names = [
+        "a-copy.png",
+        "b-other.png",
+        "c-copy.png",
+        "d-copy.png",
+        "e-other.png",
+        "f-copy.png",
+        "g-copy.png",
+        "h-copy.png",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let img = match i {
+            1 => checkerboard(80, 60, 5),
+            4 => noise(70, 50, 9),
+            _ => photo.clone(),
+        };
+        write_png(&img, &dir.path(&format!("in/{name}"))).unwrap();
+    }
+    let file_name = |r: &Value| {
+        let path = r["path"].as_str().unwrap();
+        Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    for (parallel, dedupe) in [("1", true), ("2", true), ("1", false)] {
+        let out = dir.path(&format!("out-{parallel}-{dedupe}.jsonl"));
+        let mut args = vec!["in", "-o", out.to_str().unwrap(), "--parallel", parallel];
+        if !dedupe {
+            args.push("--no-dedupe");
+        }
+        let result = run(&dir.0, &args);
+        assert!(result.status.success(), "{}", dump(&result));
+        let records = records(&out);
+        assert_eq!(records.len(), 8);
+        let encoded = records
+            .iter()
+            .filter(|r| r["ms"]["encode"].as_f64().unwrap() > 0.0)
+            .count();
+        let copies: Vec<&Value> = records
+            .iter()
+            .filter(|r| r.get("duplicate_of").is_some())
+            .collect();
+        if dedupe {
+            assert_eq!(encoded, 3, "parallel {parallel}");
+            assert_eq!(copies.len(), 5);
+            for copy in copies {
+                assert!(file_name(copy).ends_with("-copy.png"));
+                let original = copy["duplicate_of"].as_str().unwrap();
+                let first = records.iter().find(|r| r["path"] == original).unwrap();
+                assert!(first.get("duplicate_of").is_none());
+                assert_eq!(copy["caption"], first["caption"]);
+                assert_eq!(copy["image_tokens"], first["image_tokens"]);
+            }
+        } else {
+            // Copies that follow a copy find it in the session's cache.
+            assert_eq!(encoded, 5);
+            assert!(copies.is_empty());
+        }
+    }
+}

@@ -495,6 +495,11 @@ pub struct CaptionArgs {
     /// 0 prepares each image on its captioning thread, in turn.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub prep_threads: u32,
+    /// Caption identical images again. By default an image whose decoded
+    /// pixels equal an earlier one's in this run is encoded once, and its
+    /// records copy that one's captions (they say "duplicate_of").
+    #[arg(long)]
+    pub no_dedupe: bool,
     /// Write records to FILE (appending and resuming if it exists) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,

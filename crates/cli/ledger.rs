@@ -45,7 +45,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::args::Format;
-use crate::records::{CSV_COLUMNS_BEFORE_ASKED, CSV_COLUMNS_BEFORE_KEY, CSV_HEADER, SIDECAR_WRITE};
+use crate::records::{
+    CSV_COLUMNS_BEFORE_ASKED, CSV_COLUMNS_BEFORE_DUPLICATE, CSV_COLUMNS_BEFORE_KEY, CSV_HEADER,
+    SIDECAR_WRITE,
+};
 
 /// The last outcome recorded for an image's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,9 +381,13 @@ fn read_csv(file: &File) -> (Vec<Parsed>, usize) {
                 if record.iter().eq(CSV_HEADER.iter().copied()) {
                     continue;
                 }
-                let older = [CSV_COLUMNS_BEFORE_KEY, CSV_COLUMNS_BEFORE_ASKED]
-                    .into_iter()
-                    .find(|&n| record.iter().eq(CSV_HEADER[..n].iter().copied()));
+                let older = [
+                    CSV_COLUMNS_BEFORE_KEY,
+                    CSV_COLUMNS_BEFORE_ASKED,
+                    CSV_COLUMNS_BEFORE_DUPLICATE,
+                ]
+                .into_iter()
+                .find(|&n| record.iter().eq(CSV_HEADER[..n].iter().copied()));
                 if let Some(n) = older {
                     columns = n;
                     continue;
@@ -440,7 +447,7 @@ mod tests {
             sha256: Some(format!("{:0>64}", path.len())),
             asked: None,
             outcome: if ok {
-                Outcome::Captioned(Captioned {
+                Outcome::Captioned(Box::new(Captioned {
                     text: "a caption, with \"quotes\"\nand a line break".to_owned(),
                     generated_tokens: 1,
                     prompt_tokens: 2,
@@ -450,7 +457,8 @@ mod tests {
                     timings: smolvlm::Timings::default(),
                     json: None,
                     video: None,
-                })
+                    duplicate_of: None,
+                }))
             } else {
                 Outcome::Failed {
                     kind: "image_format".to_owned(),

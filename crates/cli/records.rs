@@ -54,7 +54,7 @@ pub struct Provenance {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The image was captioned.
-    Captioned(Captioned),
+    Captioned(Box<Captioned>),
     /// It could not be: the library's error kind and message.
     Failed {
         /// `smolvlm::Error::kind()`.
@@ -86,6 +86,9 @@ pub struct Captioned {
     /// For a video: frames shown, frames its sampling rule chose (more when
     /// frames were cut to fit the context), and its duration in seconds.
     pub video: Option<(usize, usize, f64)>,
+    /// The path of an identical image (the same decoded pixels) captioned
+    /// earlier in the run, whose caption this is a copy of.
+    pub duplicate_of: Option<String>,
 }
 
 impl Captioned {
@@ -107,6 +110,7 @@ impl Captioned {
                 let seconds = c.videos.iter().map(|v| v.seconds).sum();
                 (frames, sampled, seconds)
             }),
+            duplicate_of: None,
         }
     }
 }
@@ -165,6 +169,9 @@ struct JsonAnswer<'a> {
     frames_sampled: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seconds: Option<f64>,
+    /// The identical image this caption was copied from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate_of: Option<&'a str>,
 }
 
 impl<'a> JsonAnswer<'a> {
@@ -183,6 +190,7 @@ impl<'a> JsonAnswer<'a> {
                 .video
                 .and_then(|(frames, sampled, _)| (sampled > frames).then_some(sampled)),
             seconds: c.video.map(|(_, _, seconds)| (seconds * 1e3).round() / 1e3),
+            duplicate_of: c.duplicate_of.as_deref(),
         }
     }
 }
@@ -228,7 +236,7 @@ impl JsonTimings {
 /// before they existed keep their layout: rows appended to such a file leave
 /// them out (the first [`CSV_COLUMNS_BEFORE_KEY`] or
 /// [`CSV_COLUMNS_BEFORE_ASKED`] columns).
-pub const CSV_HEADER: [&str; 21] = [
+pub const CSV_HEADER: [&str; 22] = [
     "path",
     "sha256",
     "caption",
@@ -250,6 +258,7 @@ pub const CSV_HEADER: [&str; 21] = [
     "prompt",
     "model",
     "asked",
+    "duplicate_of",
 ];
 
 /// How many columns CSV files had before records held a key.
@@ -257,6 +266,10 @@ pub const CSV_COLUMNS_BEFORE_KEY: usize = 17;
 
 /// How many columns CSV files had before records said what produced them.
 pub const CSV_COLUMNS_BEFORE_ASKED: usize = 18;
+
+/// How many columns CSV files had before records named the image a caption
+/// was copied from.
+pub const CSV_COLUMNS_BEFORE_DUPLICATE: usize = 21;
 
 impl Record {
     /// The record in `format`, ending with a newline.
@@ -330,6 +343,10 @@ impl Record {
         fields.push(self.key.clone());
         let asked = self.asked.clone().unwrap_or_default();
         fields.extend([asked.prompt, asked.model, asked.fingerprint]);
+        fields.push(match &self.outcome {
+            Outcome::Captioned(c) => c.duplicate_of.clone().unwrap_or_default(),
+            Outcome::Failed { .. } => String::new(),
+        });
         fields.truncate(columns);
         csv_row(&fields)
     }
@@ -376,7 +393,7 @@ mod tests {
                 model: "org/repo@abc".to_owned(),
                 fingerprint: "0123456789abcdef".to_owned(),
             }),
-            outcome: Outcome::Captioned(Captioned {
+            outcome: Outcome::Captioned(Box::new(Captioned {
                 text: text.to_owned(),
                 generated_tokens: 3,
                 prompt_tokens: 93,
@@ -386,7 +403,8 @@ mod tests {
                 timings: Timings::default(),
                 json: None,
                 video: None,
-            }),
+                duplicate_of: None,
+            })),
         }
     }
 

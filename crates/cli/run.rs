@@ -74,7 +74,8 @@ pub fn caption(args: &CaptionArgs) -> Exit {
     for record in conflicts {
         recorder.on_event(Event::Record(Box::new(record)));
     }
-    if let Err(message) = caption_jobs(&settings, &ledger, jobs, cancel, &mut recorder) {
+    let ledger = std::sync::Arc::new(ledger);
+    if let Err(message) = caption_jobs(&settings, ledger, jobs, cancel, &mut recorder) {
         return Exit::usage(&message);
     }
     let broken = recorder.broken.take();
@@ -89,7 +90,7 @@ pub fn caption(args: &CaptionArgs) -> Exit {
 /// The model could not be resolved or loaded.
 fn caption_jobs(
     settings: &Settings,
-    ledger: &Ledger,
+    ledger: std::sync::Arc<Ledger>,
     jobs: Vec<Job>,
     cancel: CancelToken,
     recorder: &mut Recorder<'_>,
@@ -120,6 +121,11 @@ fn caption_jobs(
         parallel: settings.parallel,
         prep_threads: settings.prep_threads,
         retry_errors: settings.retry_errors,
+        dedupe: if settings.dedupe {
+            smolvlm::batch::DEFAULT_DEDUPE
+        } else {
+            0
+        },
         skip_existing_sidecars: settings.sidecar
             && settings.output.is_none()
             && !settings.overwrite,

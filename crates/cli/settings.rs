@@ -27,6 +27,8 @@ pub struct Settings {
     pub parallel: usize,
     /// Threads preparing images ahead.
     pub prep_threads: usize,
+    /// Answer identical images once.
+    pub dedupe: bool,
     /// The record file, if not stdout.
     pub output: Option<PathBuf>,
     /// The record format.
@@ -100,6 +102,7 @@ impl Settings {
             generation,
             parallel: parallel as usize,
             prep_threads: args.prep_threads as usize,
+            dedupe: !args.no_dedupe,
             output: args.output.clone(),
             format,
             bare: single_file && args.output.is_none() && format == Format::Txt,
@@ -133,6 +136,7 @@ impl Settings {
             max_tiles: m.load.max_tiles(),
             parallel: self.parallel,
             prep_threads: self.prep_threads,
+            dedupe: self.dedupe,
             prompt: args
                 .prompt
                 .first()
@@ -201,6 +205,7 @@ struct View<'a> {
     max_tiles: Option<u32>,
     parallel: usize,
     prep_threads: usize,
+    dedupe: bool,
     prompt: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     prompts: Option<&'a Vec<String>>,

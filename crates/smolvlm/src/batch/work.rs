@@ -376,6 +376,10 @@ pub(super) fn prepare<K: Clone + Send + 'static>(
         };
         return done(key, None, asked, Err(error));
     }
+    if asked.is_empty() {
+        // Nothing to ask: nothing to read either.
+        return done(key, None, asked, Ok(Vec::new()));
+    }
     let choose = |key: &K, sha256: Option<&str>, asked: Vec<usize>| match &settings.select {
         Some(select) => {
             let chosen = select(key, sha256);
