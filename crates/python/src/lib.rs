@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use smolvlm::image::{ImageOptions, PreparedImage};
+use smolvlm::batch::{Batch, Input, Order};
+use smolvlm::image::ImageOptions;
 use smolvlm::{
     CancelToken, CaptionError, Error, GenerationOptions, HubOptions, ImageInput, JobImage,
     LoadOptions, ModelFiles, ModelSource, Session,
@@ -253,6 +254,10 @@ struct Caption {
     frames: usize,
     /// Each video of the prompt: frames shown and sampled, duration, times.
     videos: Vec<VideoReport>,
+    /// In `caption_many`'s results: the index of an earlier image with the
+    /// same pixels (once prepared) whose caption this is a copy of; it was
+    /// not encoded again.
+    duplicate_of: Option<usize>,
 }
 
 #[pymethods]
@@ -313,6 +318,7 @@ impl From<smolvlm::Caption> for Caption {
                     timestamps: v.timestamps.clone(),
                 })
                 .collect(),
+            duplicate_of: None,
         }
     }
 }
@@ -623,7 +629,7 @@ impl Model {
         })
     }
 
-    #[pyo3(signature = (images, prompt, max_tokens=None, temperature=0.0, seed=0, stop=Vec::new(), timeout=None, parallel=1))]
+    #[pyo3(signature = (images, prompt, max_tokens=None, temperature=0.0, seed=0, stop=Vec::new(), timeout=None, parallel=1, keys=None))]
     #[allow(clippy::too_many_arguments)]
     fn caption_many(
         &self,
@@ -636,24 +642,46 @@ impl Model {
         stop: Vec<String>,
         timeout: Option<f64>,
         parallel: usize,
+        keys: Option<Vec<usize>>,
     ) -> PyResult<Vec<Py<PyAny>>> {
         let options = generation(max_tokens, temperature, seed, stop, timeout)?;
+        let keys = keys.unwrap_or_else(|| (0..images.len()).collect());
+        if keys.len() != images.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} keys for {} images",
+                keys.len(),
+                images.len()
+            )));
+        }
         let shared = Arc::clone(&self.shared);
+        let inputs: Vec<Input<usize>> = keys
+            .into_iter()
+            .zip(images)
+            .map(|(key, image)| Input::image(key, image.inner))
+            .collect();
         let results = py
-            .detach(move || batch(&shared, images, &prompt, &options, parallel.max(1)))
+            .detach(move || batch(&shared, inputs, prompt, options, parallel.max(1)))
             .map_err(|e| to_py(&e))?;
         results
             .into_iter()
-            .map(|result| match result {
-                Ok(caption) => Ok(Py::new(py, Caption::from(caption))?.into_any()),
+            .map(|(result, duplicate_of)| match result {
+                Ok(caption) => {
+                    let mut caption = Caption::from(caption);
+                    caption.duplicate_of = duplicate_of;
+                    Ok(Py::new(py, caption)?.into_any())
+                }
                 Err(error) => Ok(to_py(&error).into_value(py).into_any()),
             })
             .collect()
     }
 }
 
-/// The batch path: one thread decodes and resizes the next images while
-/// `parallel` sessions caption the prepared ones; results in input order.
+/// One image's caption (or error), and the key of the identical image it
+/// copies.
+type Captioned = (smolvlm::Result<smolvlm::Caption>, Option<usize>);
+
+/// The batch path: the library's batch engine on the model's idle sessions
+/// (kept for the next call), results in input order.
 ///
 /// # Errors
 ///
@@ -661,72 +689,42 @@ impl Model {
 /// result.
 fn batch(
     shared: &Shared,
-    images: Vec<Image>,
-    prompt: &str,
-    options: &GenerationOptions,
+    inputs: Vec<Input<usize>>,
+    prompt: String,
+    options: GenerationOptions,
     parallel: usize,
-) -> smolvlm::Result<Vec<smolvlm::Result<smolvlm::Caption>>> {
-    let mut sessions = Vec::with_capacity(parallel);
-    {
+) -> smolvlm::Result<Vec<Captioned>> {
+    let sessions: Vec<Session> = {
         let mut idle = shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while sessions.len() < parallel {
-            match idle.pop() {
-                Some(session) => sessions.push(session),
-                None => break,
-            }
-        }
+        let keep = idle.len().saturating_sub(parallel);
+        idle.split_off(keep)
+    };
+    let n = inputs.len();
+    let mut run = Batch::new(&shared.model)
+        .with_prompt(prompt)
+        .with_generation(options)
+        .with_image_options(shared.image_options())
+        .with_sessions(parallel)
+        .with_open_sessions(sessions)
+        .with_order(Order::Input)
+        .run(inputs)?;
+    let mut results = Vec::with_capacity(n);
+    for done in run.by_ref() {
+        let result = match done.outcome {
+            Err(error) => Err(error),
+            Ok(mut answers) => answers.pop().map_or_else(
+                || Err(Error::Internal("an image was not captioned".to_owned())),
+                |answer| answer.result,
+            ),
+        };
+        results.push((result, done.duplicate_of));
     }
-    while sessions.len() < parallel {
-        sessions.push(shared.model.session()?);
-    }
-    let n = images.len();
-    let (tx, rx) = mpsc::sync_channel::<(usize, smolvlm::Result<PreparedImage>)>(parallel * 2);
-    let rx = Mutex::new(rx);
-    let done = Mutex::new(Vec::with_capacity(n));
-    let model = &shared.model;
-    let image_options = shared.image_options();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut prep = model.preprocessor(image_options);
-            for (i, image) in images.iter().enumerate() {
-                let prepared = prep.prepare(image.input()).map_err(Error::from);
-                if tx.send((i, prepared)).is_err() {
-                    return;
-                }
-            }
-        });
-        for session in &mut sessions {
-            let (rx, done) = (&rx, &done);
-            scope.spawn(move || loop {
-                let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                let Ok((i, prepared)) = next else {
-                    return;
-                };
-                let result = prepared.and_then(|prepared| {
-                    session.caption(ImageInput::Prepared(&prepared), prompt, options)
-                });
-                done.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((i, result));
-            });
-        }
-    });
     shared
         .idle
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .extend(sessions);
-    let mut results: Vec<Option<smolvlm::Result<smolvlm::Caption>>> =
-        std::iter::repeat_with(|| None).take(n).collect();
-    for (i, result) in done.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        if let Some(slot) = results.get_mut(i) {
-            *slot = Some(result);
-        }
-    }
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(Error::Internal("an image was not captioned".to_owned()))))
-        .collect())
+        .extend(run.into_sessions());
+    Ok(results)
 }
 
 enum Item {

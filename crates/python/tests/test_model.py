@@ -78,6 +78,31 @@ def test_caption_many_keeps_order_and_returns_failures_as_values(model, picture,
     assert isinstance(results[3], smolvlm.ImageError) and results[3].kind == "image_read"
     assert results[4].text == expected
     assert isinstance(results[5], TypeError)
+    # The bytes and the array are the first picture again: copies, not encoded.
+    assert results[0].duplicate_of is None
+    assert results[2].duplicate_of == 0 and results[4].duplicate_of == 0
+    assert results[2].images_encoded == 0 and results[2].timings["total"] == 0.0
+
+
+def test_caption_many_encodes_identical_images_once_wherever_they_are(tiny_files, picture, tmp_path):
+    from conftest import gradient
+
+    others = [gradient(80, 60).rotate(90, expand=True), gradient(70, 50).transpose(0)]
+    copies = []
+    for i in range(6):
+        path = tmp_path / f"copy-{i}.png"
+        picture.save(path)
+        copies.append(str(path))
+    # Copies apart and together, the others between them.
+    images = [copies[0], others[0], copies[1], copies[2], others[1], copies[3], copies[4], copies[5]]
+    for parallel in (1, 2):
+        # A model of its own: no idle session holds any of these images.
+        model = smolvlm.Model(*tiny_files, threads=2)
+        results = model.caption_many(images, max_tokens=MAX, parallel=parallel)
+        assert all(isinstance(r, smolvlm.Caption) for r in results), results
+        assert sum(r.images_encoded for r in results) == 3
+        assert [r.duplicate_of for r in results] == [None, None, 0, 0, None, 0, 0, 0]
+        assert len({results[i].text for i in (0, 2, 3, 5, 6, 7)}) == 1
 
 
 def test_errors_are_typed_and_carry_their_kind(model, tiny_files, tmp_path):

@@ -228,20 +228,25 @@ class Model:
         timeout: Optional[float] = None,
         parallel: int = 1,
     ) -> List[Union[Caption, SmolVLMError]]:
-        """Captions many images, in order: the next images are decoded and
-        resized on another thread while the current one is captioned, and
-        ``parallel`` sessions caption at once. A failed image is its error
-        (an exception instance, not raised), so one bad file loses nothing."""
+        """Captions many images, in order, on the library's batch engine
+        (``smolvlm::batch``, as the CLI's ``caption``): the next images are
+        decoded and resized on another thread while the current one is
+        captioned, and ``parallel`` sessions caption at once. A failed image
+        is its error (an exception instance, not raised), so one bad file
+        loses nothing. An image whose pixels (once prepared) equal an
+        earlier one's is not encoded again: its ``Caption`` is a copy, and
+        its ``duplicate_of`` is that image's index."""
         native = []
         for item in images:
             try:
                 native.append(_image(item))
             except (TypeError, SmolVLMError) as e:
                 native.append(e)
-        ok = [img for img in native if isinstance(img, _native.Image)]
+        keys = [i for i, img in enumerate(native) if isinstance(img, _native.Image)]
+        ok = [native[i] for i in keys]
         results = iter(
             self._native.caption_many(
-                ok, prompt, max_tokens, temperature, seed, list(stop), timeout, parallel
+                ok, prompt, max_tokens, temperature, seed, list(stop), timeout, parallel, keys
             )
         )
         return [next(results) if isinstance(img, _native.Image) else img for img in native]
