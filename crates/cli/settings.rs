@@ -181,7 +181,7 @@ impl Settings {
 }
 
 /// The prompt when neither the flags nor a preset give one.
-const DEFAULT_PROMPT: &str = "Describe this image.";
+const DEFAULT_PROMPT: &str = smolvlm::DEFAULT_PROMPT;
 
 /// What a video is asked without `--prompt`: the presets' prompts speak of
 /// an image.

@@ -105,6 +105,32 @@ typedef void (*smolvlm_text_fn)(const char *piece,
                                 size_t len,
                                 void *user);
 
+// One image's result in `smolvlm_caption_files`, valid only during the
+// callback it is passed to.
+typedef struct {
+  // The image's place in `paths`, from 0.
+  size_t index;
+  // The caption (NUL-terminated), or `NULL` when `error` is set.
+  const char *text;
+  // Why there is no caption, or `NULL`. Read it with the
+  // `smolvlm_error_*` functions; do not free it.
+  const smolvlm_error *error;
+  // The index of an earlier image with the same pixels (once prepared)
+  // whose caption this is a copy of (it was not encoded again), or
+  // `SIZE_MAX` when it is not a copy.
+  size_t duplicate_of;
+  // Image tokens in the prompt (0 on error).
+  size_t image_tokens;
+  // Seconds the caption took (0 for a copy or on error).
+  double seconds;
+} smolvlm_batch_result;
+
+// Called once per image by `smolvlm_caption_files`, on its calling thread.
+typedef void (*smolvlm_batch_fn)(const smolvlm_batch_result *result,
+                                 void *user);
+
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -338,6 +364,42 @@ char *smolvlm_caption_video_file(smolvlm_session *s,
                                  smolvlm_text_fn on_text,
                                  void *user,
                                  smolvlm_error **err);
+
+// Captions `n` image files with the library's batch engine: the next
+// images are read and resized on another thread while `sessions` sessions
+// (at least 1; each on the model's threads) caption, each image is asked
+// `prompt` (`NULL`: "Describe this image."), and an image whose pixels
+// equal an earlier one's is answered with a copy of its caption, not
+// encoded again. `on_result` is called once per image on this thread: in
+// the order of `paths` when `ordered`, else as each finishes. A bad image
+// is its result's error; the run goes on.
+//
+// `options` (`NULL`: the defaults) gives the generation settings; its
+// timeout applies to each image, and its cancel flag stops the run: the
+// images in flight end with an error of kind `cancelled`, and the images
+// not yet started get no callback. Its progress callback is not called.
+//
+// Returns the number of results passed to `on_result`, or -1 with `*err`
+// set when the run could not start (a `NULL` or non-UTF-8 path on
+// Windows, a session that cannot be opened, bad options).
+//
+// # Safety
+//
+// `m` is a live model; `paths` is readable for `n` pointers to
+// NUL-terminated strings; `prompt` is `NULL` or NUL-terminated; `options`
+// is `NULL` or a live options handle; `on_result`, if not `NULL`, may be
+// called with `user` on this thread before this call returns; `err` is
+// `NULL` or writable.
+int64_t smolvlm_caption_files(const smolvlm_model *m,
+                              const char *const *paths,
+                              size_t n,
+                              const char *prompt,
+                              const smolvlm_options *options,
+                              size_t sessions,
+                              bool ordered,
+                              smolvlm_batch_fn on_result,
+                              void *user,
+                              smolvlm_error **err);
 
 // Frees a string returned by this library. `NULL` is ignored.
 //

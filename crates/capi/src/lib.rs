@@ -34,14 +34,14 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use smolvlm::{CancelToken, GenerationOptions, LoadOptions, Model, ModelFiles, Session};
 
 /// The prompt used when a caption call is given `NULL` for its prompt.
-pub const DEFAULT_PROMPT: &str = "Describe this image.";
+pub const DEFAULT_PROMPT: &str = smolvlm::DEFAULT_PROMPT;
 
 /// A loaded model pair (text model and vision projector). Thread-safe.
 #[derive(Debug)]
@@ -899,6 +899,186 @@ pub unsafe extern "C" fn smolvlm_caption_video_file(
             user,
         )
     }
+}
+
+/// One image's result in `smolvlm_caption_files`, valid only during the
+/// callback it is passed to.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct smolvlm_batch_result {
+    /// The image's place in `paths`, from 0.
+    pub index: usize,
+    /// The caption (NUL-terminated), or `NULL` when `error` is set.
+    pub text: *const c_char,
+    /// Why there is no caption, or `NULL`. Read it with the
+    /// `smolvlm_error_*` functions; do not free it.
+    pub error: *const smolvlm_error,
+    /// The index of an earlier image with the same pixels (once prepared)
+    /// whose caption this is a copy of (it was not encoded again), or
+    /// `SIZE_MAX` when it is not a copy.
+    pub duplicate_of: usize,
+    /// Image tokens in the prompt (0 on error).
+    pub image_tokens: usize,
+    /// Seconds the caption took (0 for a copy or on error).
+    pub seconds: f64,
+}
+
+/// Called once per image by `smolvlm_caption_files`, on its calling thread.
+pub type smolvlm_batch_fn =
+    Option<unsafe extern "C" fn(result: *const smolvlm_batch_result, user: *mut c_void)>;
+
+/// Reads a C array of `n` paths.
+///
+/// # Safety
+///
+/// `paths` is readable for `n` pointers, each `NULL` or NUL-terminated.
+unsafe fn path_args(paths: *const *const c_char, n: usize) -> Result<Vec<PathBuf>, smolvlm_error> {
+    if paths.is_null() {
+        return Err(smolvlm_error::invalid("paths is NULL"));
+    }
+    // SAFETY: readable for `n` pointers (the contract).
+    let pointers = unsafe { std::slice::from_raw_parts(paths, n) };
+    pointers
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            if p.is_null() {
+                return Err(smolvlm_error::invalid(&format!("paths[{i}] is NULL")));
+            }
+            // SAFETY: not NULL, and NUL-terminated (the contract).
+            let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+            path_from_bytes(bytes)
+                .ok_or_else(|| smolvlm_error::invalid(&format!("paths[{i}] is not UTF-8")))
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> Option<PathBuf> {
+    std::str::from_utf8(bytes).ok().map(PathBuf::from)
+}
+
+/// Captions `n` image files with the library's batch engine: the next
+/// images are read and resized on another thread while `sessions` sessions
+/// (at least 1; each on the model's threads) caption, each image is asked
+/// `prompt` (`NULL`: "Describe this image."), and an image whose pixels
+/// equal an earlier one's is answered with a copy of its caption, not
+/// encoded again. `on_result` is called once per image on this thread: in
+/// the order of `paths` when `ordered`, else as each finishes. A bad image
+/// is its result's error; the run goes on.
+///
+/// `options` (`NULL`: the defaults) gives the generation settings; its
+/// timeout applies to each image, and its cancel flag stops the run: the
+/// images in flight end with an error of kind `cancelled`, and the images
+/// not yet started get no callback. Its progress callback is not called.
+///
+/// Returns the number of results passed to `on_result`, or -1 with `*err`
+/// set when the run could not start (a `NULL` or non-UTF-8 path on
+/// Windows, a session that cannot be opened, bad options).
+///
+/// # Safety
+///
+/// `m` is a live model; `paths` is readable for `n` pointers to
+/// NUL-terminated strings; `prompt` is `NULL` or NUL-terminated; `options`
+/// is `NULL` or a live options handle; `on_result`, if not `NULL`, may be
+/// called with `user` on this thread before this call returns; `err` is
+/// `NULL` or writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn smolvlm_caption_files(
+    m: *const smolvlm_model,
+    paths: *const *const c_char,
+    n: usize,
+    prompt: *const c_char,
+    options: *const smolvlm_options,
+    sessions: usize,
+    ordered: bool,
+    on_result: smolvlm_batch_fn,
+    user: *mut c_void,
+    err: *mut *mut smolvlm_error,
+) -> i64 {
+    // SAFETY: as this function's contract.
+    unsafe {
+        guard(err, -1, || {
+            let model = &handle(m, "model")?.model;
+            let paths = path_args(paths, n)?;
+            let prompt = text_or(prompt, "prompt", DEFAULT_PROMPT)?;
+            let Options { generation, .. } = options_or_default(options);
+            let order = if ordered {
+                smolvlm::batch::Order::Input
+            } else {
+                smolvlm::batch::Order::Completion
+            };
+            let run = smolvlm::batch::Batch::new(model)
+                .with_prompt(prompt)
+                .with_generation(generation)
+                .with_sessions(sessions)
+                .with_order(order)
+                .run(
+                    paths
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, path)| smolvlm::batch::Input::image(i, path)),
+                )?;
+            let mut reported: i64 = 0;
+            for done in run {
+                report(&done, on_result, user);
+                reported += 1;
+            }
+            Ok(reported)
+        })
+    }
+}
+
+/// Passes one image's result to the caller's callback.
+///
+/// # Safety
+///
+/// `on_result`, if not `NULL`, may be called with `user`.
+unsafe fn report(
+    done: &smolvlm::batch::Done<usize>,
+    on_result: smolvlm_batch_fn,
+    user: *mut c_void,
+) {
+    let Some(on_result) = on_result else {
+        return;
+    };
+    let answer = match &done.outcome {
+        Err(e) => Err(e),
+        Ok(answers) => match answers.first() {
+            Some(answer) => answer.result.as_ref(),
+            None => return,
+        },
+    };
+    let (text, error) = match answer {
+        Ok(caption) => (Some(c_string(&caption.text)), None),
+        Err(e) => (
+            None,
+            Some(smolvlm_error::new(
+                e.kind(),
+                &e.to_string(),
+                e.is_transient(),
+            )),
+        ),
+    };
+    let caption = answer.ok();
+    let result = smolvlm_batch_result {
+        index: done.index,
+        text: text.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()),
+        error: error.as_ref().map_or(std::ptr::null(), std::ptr::from_ref),
+        duplicate_of: done.duplicate_of.unwrap_or(usize::MAX),
+        image_tokens: caption.map_or(0, |c| c.image_tokens),
+        seconds: caption.map_or(0.0, |c| c.timings.total.as_secs_f64()),
+    };
+    // SAFETY: the caller vouches for the callback and `user`; `result`,
+    // the text and the error live until it returns.
+    unsafe { on_result(&raw const result, user) };
 }
 
 /// Frees a string returned by this library. `NULL` is ignored.

@@ -251,6 +251,22 @@ fn check(lines: &HashMap<String, (String, String)>, expected: &Expected) {
     assert_eq!(kind, "invalid_argument");
     assert!(message.contains("video_path"), "{message}");
 
+    // The batch call: in order, the copy answered from the first image, bad
+    // files as their own results.
+    assert_eq!(ok("batch"), "4\t4\t1", "reported, callbacks, in order");
+    assert_eq!(ok("batch-0"), expected.file);
+    assert_eq!(ok("batch-0-copy-of"), "-1");
+    assert_eq!(error("batch-1").0, "image_decode");
+    assert_eq!(ok("batch-2"), expected.file);
+    assert_eq!(ok("batch-2-copy-of"), "0", "the same pixels as image 0");
+    assert_eq!(error("batch-3").0, "image_read");
+    let (status, rest) = get("batch-null-path");
+    assert_eq!(status, "error");
+    assert!(
+        rest.starts_with("invalid_argument\tpaths[1] is NULL"),
+        "{rest}"
+    );
+
     let (kind, transient, _) = error("cancel");
     assert_eq!((kind.as_str(), transient), ("cancelled", true));
     assert_eq!(

@@ -962,7 +962,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CaptionError", py.get_type::<CaptionError_>())?;
     m.add("Cancelled", py.get_type::<Cancelled>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
-    m.add("DEFAULT_PROMPT", "Describe this image.")?;
+    m.add("DEFAULT_PROMPT", smolvlm::DEFAULT_PROMPT)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -12,6 +12,8 @@
 #include "smolvlm.h"
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +113,28 @@ static void on_progress(const smolvlm_progress *p, void *user) {
     run->fraction = p->fraction;
     if (run->cancel != NULL && p->encode == run->stop_encode && p->layer == run->stop_layer) {
         smolvlm_cancel_set(run->cancel);
+    }
+}
+
+/* A batch's results: printed as they come, with their order. */
+struct batch_run {
+    size_t calls;
+    int in_order;
+};
+
+static void on_batch_result(const smolvlm_batch_result *r, void *user) {
+    struct batch_run *run = user;
+    if (r->index != run->calls) {
+        run->in_order = 0;
+    }
+    run->calls++;
+    if (r->error != NULL) {
+        printf("batch-%zu\terror\t%s\t%d\t%s\n", r->index, smolvlm_error_kind(r->error),
+               smolvlm_error_is_transient(r->error) ? 1 : 0, smolvlm_error_message(r->error));
+    } else {
+        long dup = r->duplicate_of == SIZE_MAX ? -1 : (long)r->duplicate_of;
+        printf("batch-%zu\tok\t%s\n", r->index, r->text);
+        printf("batch-%zu-copy-of\tok\t%ld\n", r->index, dup);
     }
 }
 
@@ -307,6 +331,27 @@ int main(int argc, char **argv) {
     text = smolvlm_caption_video_file(session, NULL, "What happens?", video_options, NULL, NULL, &err);
     print_result("video-null", text, err);
     smolvlm_options_free(video_options);
+
+    /* A batch: two sessions, results in order, a copy answered once, bad
+     * files as their own results. */
+    const char *batch_paths[] = {image, bad, image, "/nonexistent/image.png"};
+    struct batch_run batch = {0, 1};
+    smolvlm_options *batch_options = smolvlm_options_new();
+    smolvlm_options_set_max_tokens(batch_options, MAX_TOKENS);
+    int64_t reported = smolvlm_caption_files(model, batch_paths, 4, NULL, batch_options, 2, true,
+                                             on_batch_result, &batch, &err);
+    if (reported < 0) {
+        fail("smolvlm_caption_files", err);
+    }
+    printf("batch\tok\t%lld\t%zu\t%d\n", (long long)reported, batch.calls, batch.in_order);
+    const char *null_paths[] = {image, NULL};
+    reported = smolvlm_caption_files(model, null_paths, 2, NULL, batch_options, 1, false,
+                                     on_batch_result, &batch, &err);
+    printf("batch-null-path\t%s\t%s\t%s\n", reported == -1 ? "error" : "ok",
+           smolvlm_error_kind(err), smolvlm_error_message(err));
+    smolvlm_error_free(err);
+    err = NULL;
+    smolvlm_options_free(batch_options);
 
     /* Bad input: an error, not a crash, and the session goes on. */
     text = smolvlm_caption_file(session, bad, NULL, MAX_TOKENS, &err);
