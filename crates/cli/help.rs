@@ -117,15 +117,20 @@ RECORDS
     prompt, so a lost record is asked again alone, and adding a prompt asks
     only the new one. Several -p need JSONL or CSV records (txt holds no
     prompt) and no --sidecar (one file per image).
+  - duplicate_of: the path of an earlier image of this run with the same
+    pixels once decoded and resized (copies of one photo under other names,
+    say), whose caption this record copies: it was not encoded or
+    generated again, and its ms are 0. --no-dedupe captions every copy.
 
   CSV: a header row, then the same fields in this order: path, sha256,
   caption, generated_tokens, prompt_tokens, image_tokens, tiles, finish,
   decode_ms, resize_ms, tokenize_ms, encode_ms, prefill_ms, generate_ms,
-  total_ms, error_kind, error_message, key, prompt, model, asked. A row
-  fills either the caption columns or the two error columns. New columns
-  come last so that the others keep their places: a file written before key
-  existed keeps its 17 columns when resumed (its rows matched by path), one
-  written before prompt, model and asked keeps its 18. Quoting follows
+  total_ms, error_kind, error_message, key, prompt, model, asked,
+  duplicate_of. A row fills either the caption columns or the two error
+  columns. New columns come last so that the others keep their places: a
+  file written before key existed keeps its 17 columns when resumed (its
+  rows matched by path), one written before prompt, model and asked keeps
+  its 18, one before duplicate_of its 21. Quoting follows
   RFC 4180. (frames and seconds of videos are in JSONL only.)
 
   txt: one line per image, `PATH: caption` or `PATH: error [kind]: message`,
@@ -205,16 +210,25 @@ PROGRESS
   --quiet prints neither; a single image captioned to stdout prints no
   summary either.
 
-THROUGHPUT: --prep-threads AND --parallel
-  paths -> prep threads (read, SHA-256, resume check, decode, resize)
-        -> bounded queue (N slots) -> N sessions, each on its own thread,
-           sharing one model -> records, sidecars, progress (main thread)
+THROUGHPUT: --prep-threads, --parallel AND COPIES
+  paths -> prep threads (read, SHA-256, resume check, decode, resize,
+           copy check) -> bounded queue (N slots) -> N sessions, each on
+           its own thread, sharing one model -> records, sidecars,
+           progress (main thread)
+  This is the library's batch engine (smolvlm::batch), the same that
+  Python's caption_many and the C ABI's smolvlm_caption_files run.
   - The next images are read, hashed, decoded and resized on --prep-threads
     threads while the sessions encode and generate. The queue holds N
-    prepared images (N = --parallel), and at most one more is held by each
-    prep thread and each session, so memory stays flat however large the
-    dataset. --prep-threads 0 prepares each image on its caption thread:
-    the sequential baseline.
+    prepared images (N = --parallel), and at most 4N + prep threads images
+    are between the walk and their records, so memory stays flat however
+    large the dataset. --prep-threads 0 prepares each image on its caption
+    thread: the sequential baseline.
+  - An image whose pixels, once decoded and resized, equal an earlier
+    one's (SHA-256) is not captioned again: its records copy that one's
+    captions and say duplicate_of. A copy that comes while its original
+    is being captioned waits for it. The cost: one SHA-256 of the resized
+    pixels per image on a prep thread, and the captions of the last 4096
+    distinct images in memory; a copy further apart is captioned again.
   - --parallel N opens N sessions sharing one loaded model's text weights;
     each has its own KV cache (--ctx-size tokens) and its own vision
     encoder, so N images are encoded at once and nothing waits on a lock.

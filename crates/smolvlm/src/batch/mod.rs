@@ -52,7 +52,7 @@
 //!   from the iterator and not yet handed back (the iterator is read
 //!   lazily, so a walk of a million files streams).
 //! - **Cancel and deadlines**: [`Run::cancel`] (or the options' own
-//!   [`CancelToken`]) stops the encodes in flight within one encoder layer;
+//!   [`CancelToken`](crate::CancelToken)) stops the encodes in flight within one encoder layer;
 //!   no further input is taken, and what was taken ends as
 //!   [`CaptionError::Cancelled`](crate::CaptionError::Cancelled). A
 //!   deadline in the [`GenerationOptions`] applies to each caption.
