@@ -280,10 +280,25 @@ fn caption<K: Clone + Send + 'static>(
         if captioned {
             alive = ask(shared, slot, session, &mut copy);
             shared.table().learn(key, &copy.answers);
+        } else {
+            retired(&mut copy);
         }
         shared.finished(copy.into_done(captioned.then_some(slot)));
     }
     alive
+}
+
+/// Answers what is left of `work` with the error of a retired session.
+fn retired<K>(work: &mut Work<K>) {
+    for prompt in work.to_ask() {
+        work.answers.push(Answer {
+            prompt,
+            result: Err(Error::Internal(
+                "a session panicked: it is retired".to_owned(),
+            )),
+            copied: false,
+        });
+    }
 }
 
 /// Asks `work`'s unanswered prompts in turn; `false` if the session panicked.
@@ -321,23 +336,15 @@ fn ask<K: Clone + Send + 'static>(
                 moved,
             ),
         }));
-        let (result, alive) = match asked {
-            Ok(result) => (result, true),
-            Err(_) => (
-                Err(Error::Internal(
-                    "a session panicked: it is retired".to_owned(),
-                )),
-                false,
-            ),
+        let Ok(result) = asked else {
+            retired(work);
+            return false;
         };
         work.answers.push(Answer {
             prompt,
             result,
             copied: false,
         });
-        if !alive {
-            return false;
-        }
     }
     true
 }
