@@ -57,7 +57,7 @@ def test_a_readme_snippet_runs_as_written(index, hub, tmp_path):
     assert run.returncode == 0, f"stdout:\n{run.stdout}\nstderr:\n{run.stderr[-4000:]}"
     if index == 0:
         # The error kind, then the chat's two answers, then the video's frames.
-        assert "image_read\n" in run.stdout, run.stdout
+        assert "image_read 0\n" in run.stdout, run.stdout
         assert run.stdout.endswith("6 6.0\n"), run.stdout
     if index == 1:
         assert "port ignored" in run.stderr, run.stderr

@@ -14,10 +14,14 @@
     ds.write_parquet("captions/")
 
 Each actor loads the model once. A batch's column of image bytes (or paths,
-or HxWx3 arrays as ``read_images`` gives them) is captioned in order; the
-batch gains ``caption``, ``error`` (``None``, or ``"kind: message"``),
-``tokens``, ``image_tokens`` and ``seconds`` columns. A bad image is a row
-with an error, never a failed task.
+or HxWx3 arrays as ``read_images`` gives them) is captioned in order by
+``Model.caption_many``, the library's batch engine (the CLI's): the next
+images are prepared while one is captioned, and identical images within a
+batch are encoded once (a copy's ``seconds`` is 0). The batch gains
+``caption``, ``error`` (``None``, or ``"kind: message"``), ``tokens``,
+``image_tokens`` and ``seconds`` columns. A bad image is a row with an
+error, never a failed task. ``parallel=N`` among the keyword arguments runs
+N sessions in the actor (give it ``num_cpus`` to match).
 """
 
 from __future__ import annotations
