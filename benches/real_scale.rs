@@ -13,8 +13,9 @@
 //! - `SMOLVLM_BENCH_SAMPLES`: runs per configuration in the tables (default 3);
 //! - `SMOLVLM_BENCH_ENGINE=1`: also table 5, each engine setting against
 //!   the defaults;
-//! - `SMOLVLM_MTMD_CLI`: llama.cpp's `llama-mtmd-cli`, built from the same
-//!   vendored tree with the same ggml flags by `scripts/build-mtmd-cli.sh`.
+//! - `SMOLVLM_MTMD_CLI`: llama.cpp's `llama-mtmd-cli`, built by
+//!   `scripts/build-mtmd-cli.sh` against the static libraries of the
+//!   library's own llama.cpp build (the same objects, so the same kernels).
 //!   Without it the comparison rows say they were skipped.
 //!
 //! Per shape it prints, every figure measured in this run, interleaved so a

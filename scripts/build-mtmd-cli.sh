@@ -2,8 +2,10 @@
 # Builds llama.cpp's own `llama-mtmd-cli` from the llama.cpp tree vendored in
 # the llama-cpp-sys-2 version that Cargo.lock pins, for the parity test
 # (tests/parity.rs, SMOLVLM_MTMD_CLI). Prints the binary's absolute path as
-# its last stdout line; everything else goes to stderr. Reuses an earlier
-# build when the binary is newer than the copied tree.
+# its last stdout line; everything else goes to stderr. After a cargo build
+# it links the libraries that build left (seconds); otherwise it builds the
+# tool with cmake (minutes). Reuses an earlier build when it is newer than
+# its inputs.
 #
 #   SMOLVLM_MTMD_CLI="$(sh scripts/build-mtmd-cli.sh | tail -n 1)"
 #
@@ -66,6 +68,59 @@ fi
 if [ -z "$crate_dir" ] || [ ! -f "$crate_dir/llama.cpp/CMakeLists.txt" ]; then
     log "cannot find the sources of $crate (looked under $cargo_home/registry)"
     exit 1
+fi
+
+# The fast way (seconds): when cargo has built the library, compile only
+# mtmd-cli.cpp and link it against the static libraries llama-cpp-sys-2's
+# build left (llama, mtmd, common, ggml): the very objects the library runs,
+# so both sides run the same kernels by construction. The newest such build
+# of this version is taken.
+sys_build=""
+for cache in "$target"/release/build/llama-cpp-sys-2-*/out/build/CMakeCache.txt; do
+    [ -f "$cache" ] || continue
+    grep -q "$crate/llama.cpp" "$cache" || continue
+    dir="$(dirname "$cache")"
+    [ -f "$dir/tools/mtmd/libmtmd.a" ] && [ -f "$dir/common/libllama-common.a" ] || continue
+    if [ -z "$sys_build" ] || [ "$dir/src/libllama.a" -nt "$sys_build/src/libllama.a" ]; then
+        sys_build="$dir"
+    fi
+done
+if [ -n "$sys_build" ]; then
+    linked="$work/linked/llama-mtmd-cli"
+    cached() { sed -n "s/^$1:[A-Z]*=//p" "$sys_build/CMakeCache.txt" | head -n 1; }
+    libs=""
+    for lib in tools/mtmd/libmtmd.a common/libllama-common.a common/libllama-common-base.a \
+        vendor/cpp-httplib/libcpp-httplib.a vendor/hash/libvendor-hash.a src/libllama.a \
+        ggml/src/libggml.a ggml/src/libggml-cpu.a ggml/src/libggml-base.a; do
+        [ -f "$sys_build/$lib" ] && libs="$libs $sys_build/$lib"
+    done
+    fresh=yes
+    for lib in $libs "$crate_dir/llama.cpp/tools/mtmd/mtmd-cli.cpp"; do
+        if [ ! -x "$linked" ] || [ "$lib" -nt "$linked" ]; then fresh=no; fi
+    done
+    if [ "$fresh" = yes ]; then
+        log "up to date: $linked (linked against $sys_build)"
+        printf '%s\n' "$linked"
+        exit 0
+    fi
+    extra=""
+    [ "$(cached GGML_OPENMP)" = ON ] && extra="$extra -fopenmp"
+    for var in OPENSSL_SSL_LIBRARY OPENSSL_CRYPTO_LIBRARY; do
+        value="$(cached "$var")"
+        case "$value" in ''|*NOTFOUND*) ;; *) extra="$extra $value" ;; esac
+    done
+    src_dir="$crate_dir/llama.cpp"
+    mkdir -p "$work/linked"
+    log "compiling mtmd-cli.cpp against the libraries in $sys_build"
+    # shellcheck disable=SC2086 # word splitting of the library lists is meant
+    if "${CXX:-c++}" -O3 -DNDEBUG -std=c++17 \
+        -I "$src_dir/common" -I "$src_dir/include" -I "$src_dir/ggml/include" \
+        -I "$src_dir/tools/mtmd" -I "$src_dir/vendor" \
+        "$src_dir/tools/mtmd/mtmd-cli.cpp" -o "$linked" $libs $extra -lpthread -ldl >&2; then
+        printf '%s\n' "$linked"
+        exit 0
+    fi
+    log "linking against $sys_build failed; building with cmake instead"
 fi
 
 # The copy is stamped with the crate's name and version, so another
