@@ -26,6 +26,7 @@ fi
 
 memcheck="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite"
 
+started=$(date +%s)
 echo "memcheck: the engine layer's tests" >&2
 # --workspace: the features of the README's test command, whose build this
 # reuses (-p alone would unify others and build again).
@@ -38,6 +39,9 @@ fi
 # One test thread: valgrind runs threads one at a time anyway.
 $memcheck "$engine_tests" --test-threads=1 --skip loads_report_progress_and_stop_when_asked
 
+echo "memcheck: the engine layer's tests took $(($(date +%s) - started)) s" >&2
+started=$(date +%s)
 echo "memcheck: the C program, linked against the shared library" >&2
 SMOLVLM_C_WRAPPER="$memcheck" cargo test --release --workspace --test c_api \
     a_c_program_linked_against_the_shared_library_captions_like_rust
+echo "memcheck: the C program took $(($(date +%s) - started)) s" >&2
