@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,7 +128,7 @@ def main() -> None:
                 py_s, load_s, caption_s = run_python(pythonpath)
                 runs[name].append((cli_s, py_s, load_s, caption_s, engine_s))
 
-        median = lambda xs: sorted(xs)[len(xs) // 2]
+        median = statistics.median
         results = {name: tuple(median([run[i] for run in rs]) for i in range(5)) for name, rs in runs.items()}
         print(f"{args.images} images, 1600x1200 JPEG, --max-tiles {args.max_tiles}, 16 tokens, "
               f"{args.threads} threads, one session; model {pathlib.Path(args.model).parent.name}; "
